@@ -1,0 +1,59 @@
+"""crawler: an asyncio web-crawling and scraping framework built on aiohttp.
+
+The data flow::
+
+    Spider.start() ──► Frontier ── lease ──► worker ──► Downloader ──► per-domain aiohttp session
+     (requests)      (dedup, priority,         │           (shared TCPConnector)          │
+                      per-host readiness)      │◄────────────── Response ◄──────────────────┘
+                           ▲                   ▼
+                           └── new Requests ◄── callback ──► items ──► PipelineChain ──► exporters
+
+``Crawler`` is the one composition root; everything it needs is passed in.
+"""
+
+from .clock import Clock, MonotonicClock
+from .engine import Crawler, CrawlResult
+from .errors import (
+    CrawlerError,
+    DropItem,
+    FetchError,
+    HttpError,
+    InvalidRequest,
+    SettingsError,
+    SpiderLoadError,
+)
+from .frontier import Frontier, FrontierCounts, Lease, MemoryFrontier, PolitenessPolicy
+from .pipeline import ItemPipeline
+from .request import Request
+from .response import RedirectHop, Response
+from .settings import Settings
+from .spider import Spider
+from .stats import Stats
+
+__all__ = [
+    "Clock",
+    "CrawlResult",
+    "Crawler",
+    "CrawlerError",
+    "DropItem",
+    "FetchError",
+    "Frontier",
+    "FrontierCounts",
+    "HttpError",
+    "InvalidRequest",
+    "ItemPipeline",
+    "Lease",
+    "MemoryFrontier",
+    "MonotonicClock",
+    "PolitenessPolicy",
+    "RedirectHop",
+    "Request",
+    "Response",
+    "Settings",
+    "SettingsError",
+    "Spider",
+    "SpiderLoadError",
+    "Stats",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,201 @@
+"""The Crawler: the one composition root. It owns settings, stats, frontier,
+downloader and pipelines, runs the workers and shuts everything down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from .clock import Clock, MonotonicClock
+from .downloader import Downloader, DownloaderOptions
+from .frontier.base import Frontier, PolitenessPolicy
+from .frontier.memory import MemoryFrontier
+from .pipeline import PipelineChain
+from .request import Request
+from .settings import Settings
+from .spider import Spider
+from .stats import Stats
+from .worker import RequestProcessor
+
+__all__ = ["CrawlResult", "Crawler"]
+
+logger = logging.getLogger("crawler.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlResult:
+    """How a crawl ended: ``finish_reason`` and a stats snapshot."""
+
+    finish_reason: str
+    stats: dict[str, Any]
+
+    @property
+    def interrupted(self) -> bool:
+        """True if the crawl was stopped before it finished."""
+        return self.finish_reason in ("interrupted", "cancelled")
+
+
+class Crawler:
+    """Runs one spider to completion.
+
+    ``settings`` defaults to the spider's own ``settings`` over the defaults.
+    ``pipelines`` are added after the ones named in ``PIPELINES``. ``frontier``
+    defaults to an in-memory one.
+    """
+
+    def __init__(
+        self,
+        spider: Spider,
+        settings: Settings | None = None,
+        *,
+        pipelines: Sequence[Any] = (),
+        frontier: Frontier | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.spider = spider
+        self.settings = settings or Settings.build(("spider settings", spider.settings))
+        self.clock = clock or MonotonicClock()
+        self.stats = Stats()
+        self.frontier: Frontier = frontier or MemoryFrontier(
+            PolitenessPolicy(
+                per_host=self.settings.CONCURRENCY_PER_HOST,
+                delay_s=self.settings.DOWNLOAD_DELAY,
+            ),
+            self.clock,
+        )
+        self.pipelines = PipelineChain([*self.settings.PIPELINES, *pipelines])
+        self._workers: list[asyncio.Task[None]] = []
+        self._leased = 0
+        self._finish_reason: str | None = None
+        self._force_timer: asyncio.TimerHandle | None = None
+
+    def request_stop(self, reason: str = "interrupted", force: bool = False) -> None:
+        """Stop taking new requests; in-flight ones get ``SHUTDOWN_TIMEOUT`` seconds.
+
+        A second call (or ``force=True``) cancels in-flight requests at once.
+        """
+        first = self._finish_reason is None
+        if first:
+            self._finish_reason = reason
+            logger.warning("[%s] stopping (%s): no new requests", self.spider.name, reason)
+            self.frontier.stop()
+        if force or not first:
+            self._cancel_workers()
+        elif self._workers:
+            loop = asyncio.get_running_loop()
+            self._force_timer = loop.call_later(
+                self.settings.SHUTDOWN_TIMEOUT, self._cancel_workers
+            )
+
+    def _cancel_workers(self) -> None:
+        for task in self._workers:
+            task.cancel()
+
+    async def run(self) -> CrawlResult:
+        """Crawl until the frontier is exhausted, MAX_PAGES is reached or a stop is requested."""
+        settings = self.settings
+        spider = self.spider
+        options = DownloaderOptions.from_settings(settings, dict(spider.headers))
+        cancelled = False
+        async with AsyncExitStack() as stack:
+            await self.frontier.open()
+            stack.push_async_callback(self.frontier.close)
+            downloader = await stack.enter_async_context(Downloader(options))
+            await self.pipelines.open(spider)
+            stack.push_async_callback(self._close_spider)
+            await spider.open()
+            processor = RequestProcessor(
+                spider, self.frontier, downloader, self.pipelines, self.stats, settings.DEPTH_LIMIT
+            )
+            logger.info("[%s] crawl started", spider.name)
+            try:
+                await self._seed(processor)
+                await self._run_workers(processor)
+            except asyncio.CancelledError:
+                cancelled = True
+                self._finish_reason = self._finish_reason or "cancelled"
+                raise
+            finally:
+                if self._force_timer is not None:
+                    self._force_timer.cancel()
+                if cancelled:
+                    self.stats.finish(self._finish_reason or "cancelled")
+        return CrawlResult(self.stats.values["finish_reason"], self.stats.snapshot())
+
+    async def _close_spider(self) -> None:
+        reason = self._finish_reason or "finished"
+        try:
+            await self.pipelines.close(self.spider)
+        finally:
+            try:
+                await self.spider.close(reason)
+            except Exception:
+                logger.exception("[%s] spider.close() failed", self.spider.name)
+            self.stats.finish(reason)
+            logger.info("[%s] crawl %s", self.spider.name, reason)
+
+    async def _seed(self, processor: RequestProcessor) -> None:
+        batch: list[Request] = []
+        try:
+            async for request in self.spider.start():
+                if not isinstance(request, Request):
+                    raise TypeError(f"start() yielded {type(request).__name__}, not a Request")
+                batch.append(request)
+                if len(batch) >= 1000:
+                    await processor.seed(batch)
+                    batch = []
+        except Exception:
+            self.stats.inc("start_errors")
+            logger.exception("[%s] start() failed; crawling what it yielded", self.spider.name)
+        if batch:
+            await processor.seed(batch)
+
+    async def _run_workers(self, processor: RequestProcessor) -> None:
+        progress = None
+        if self.settings.PROGRESS_INTERVAL:
+            progress = asyncio.create_task(self._report_progress())
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._workers = [
+                    group.create_task(self._work(processor), name=f"worker-{n}")
+                    for n in range(self.settings.CONCURRENCY)
+                ]
+        finally:
+            self._workers = []
+            if progress is not None:
+                progress.cancel()
+                await asyncio.gather(progress, return_exceptions=True)
+
+    async def _work(self, processor: RequestProcessor) -> None:
+        frontier = self.frontier
+        max_pages = self.settings.MAX_PAGES
+        while True:
+            lease = await frontier.lease()
+            if lease is None:
+                return
+            if max_pages:
+                self._leased += 1
+                if self._leased >= max_pages and self._finish_reason is None:
+                    self._finish_reason = "max_pages"
+                    frontier.stop()
+            try:
+                await processor.handle(lease)
+            except Exception:
+                # A bug in our own code must not stop the crawl or lose the lease.
+                self.stats.inc("internal_errors")
+                logger.exception("[%s] internal error on %s", self.spider.name, lease.request.url)
+                await frontier.fail(lease, "internal_error")
+
+    async def _report_progress(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.PROGRESS_INTERVAL)
+            counts = await self.frontier.counts()
+            logger.info(
+                "[%s] %s",
+                self.spider.name,
+                self.stats.progress_line(counts.queued, counts.in_flight),
+            )

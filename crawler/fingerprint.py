@@ -1,0 +1,61 @@
+"""Request fingerprints: the identity used for de-duplication.
+
+Two requests are the same when their canonical URLs match (scheme and host
+lower-cased, default port and fragment dropped, query parameters sorted) and,
+for methods other than GET and HEAD, their method and body match too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+from yarl import URL
+
+from .request import Request
+
+__all__ = ["canonical_url", "fingerprint", "url_fingerprint"]
+
+
+def canonical_url(url: URL) -> str:
+    """The canonical form of ``url`` used for de-duplication."""
+    text = str(url.with_fragment(None)) if url.raw_fragment else str(url)
+    base, sep, query = text.partition("?")
+    if not sep:
+        return text
+    if "&" in query:
+        query = "&".join(sorted(query.split("&")))
+    return f"{base}?{query}" if query else base
+
+
+def url_fingerprint(url: URL) -> bytes:
+    """Fingerprint of a GET for ``url`` (used for redirect targets)."""
+    return hashlib.blake2b(canonical_url(url).encode(), digest_size=16).digest()
+
+
+def fingerprint(request: Request) -> bytes:
+    """The 16-byte de-duplication key of ``request``."""
+    if request.method in ("GET", "HEAD") and request.data is None and request.json is None:
+        return url_fingerprint(request.yarl_url)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(request.method.encode())
+    digest.update(b" ")
+    digest.update(canonical_url(request.yarl_url).encode())
+    digest.update(b"\n")
+    digest.update(_body_bytes(request))
+    return digest.digest()
+
+
+def _body_bytes(request: Request) -> bytes:
+    if request.json is not None:
+        return orjson.dumps(request.json, option=orjson.OPT_SORT_KEYS)
+    data = request.data
+    if data is None:
+        return b""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode()
+    if isinstance(data, dict):
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS, default=str)
+    return repr(data).encode()

@@ -1,0 +1,79 @@
+"""The Frontier Protocol: where requests wait until their host is ready.
+
+A frontier de-duplicates requests by fingerprint, orders them by priority and
+hands out (leases) only requests whose host is below ``CONCURRENCY_PER_HOST``
+and past its ``DOWNLOAD_DELAY``. Every lease ends with exactly one of ``ack``
+(done), ``fail`` (finally failed) or ``retry`` (back in the queue after a delay).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ..request import Request
+
+__all__ = ["Frontier", "FrontierCounts", "Lease", "PolitenessPolicy"]
+
+
+@dataclass(slots=True)
+class Lease:
+    """A request handed to one worker; give it back with ack, fail or retry."""
+
+    request: Request
+    host: str
+    fingerprint: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FrontierCounts:
+    """How many requests are queued, in flight, done and failed (an immutable snapshot)."""
+
+    queued: int
+    in_flight: int
+    done: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class PolitenessPolicy:
+    """Per-host limits the frontier enforces: concurrency and the delay between starts."""
+
+    per_host: int = 8
+    delay_s: float = 0.0
+
+
+@runtime_checkable
+class Frontier(Protocol):
+    """Priority queue + de-duplication + per-host readiness, with leases."""
+
+    async def open(self) -> None:
+        """Acquire resources (files, connections). Called once before use."""
+
+    async def close(self) -> None:
+        """Release resources; wakes any waiting ``lease`` call."""
+
+    async def push(self, requests: Sequence[Request]) -> list[bool]:
+        """Queue requests; for each, True if queued, False if it was a duplicate."""
+
+    async def add_seen(self, fingerprint: bytes) -> bool:
+        """Record a fingerprint (e.g. a redirect target); True if it was new."""
+
+    async def lease(self) -> Lease | None:
+        """Wait for a request whose host is ready; None when the crawl is exhausted or stopped."""
+
+    async def ack(self, lease: Lease) -> None:
+        """The leased request was handled."""
+
+    async def fail(self, lease: Lease, reason: str) -> None:
+        """The leased request finally failed for ``reason``."""
+
+    async def retry(self, lease: Lease, delay_s: float) -> None:
+        """Put the leased request back, not to be leased again for ``delay_s`` seconds."""
+
+    def stop(self) -> None:
+        """Stop handing out leases: waiting and future ``lease`` calls return None."""
+
+    async def counts(self) -> FrontierCounts:
+        """Queued / in flight / done / failed counts."""

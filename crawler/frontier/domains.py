@@ -1,0 +1,140 @@
+"""Per-host readiness: which hosts may start a request now, and when the next one may.
+
+A host is *ready* when it has queued work, fewer than ``per_host`` requests in
+flight and its delay has passed. Ready hosts sit in a heap ordered by the
+priority of their best request, so the globally most urgent ready request is
+served first; hosts waiting out a delay sit in a heap ordered by time; hosts at
+their concurrency limit sit in neither until a request finishes. Every
+operation is O(log hosts) and independent of how many requests are queued.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from ..clock import Clock
+from .base import PolitenessPolicy
+
+__all__ = ["HeadKey", "HostReadiness"]
+
+HeadKey = tuple[int, int]
+"""(negated priority, sequence) of a host's best queued request: smaller is more urgent."""
+
+
+@dataclass(slots=True)
+class _Host:
+    in_flight: int = 0
+    next_at: float = 0.0
+    head: HeadKey | None = None  # best queued request, None when the host queue is empty
+    ready_entry: HeadKey | None = None  # the live entry of this host in the ready heap
+    delayed_until: float | None = None  # the live entry of this host in the delayed heap
+    delay_s: float | None = None  # per-host override of the policy delay
+    limit: int | None = None  # per-host override of the policy concurrency
+
+
+@dataclass(slots=True)
+class HostReadiness:
+    """Tracks in-flight counts and next-allowed times per host, and picks the next host."""
+
+    policy: PolitenessPolicy
+    clock: Clock
+    _hosts: dict[str, _Host] = field(default_factory=dict)
+    _ready: list[tuple[int, int, str]] = field(default_factory=list)
+    _delayed: list[tuple[float, str]] = field(default_factory=list)
+
+    def set_head(self, host: str, head: HeadKey | None) -> None:
+        """Record the best queued request of ``host`` after a push or pop."""
+        state = self._hosts.get(host)
+        if state is None:
+            if head is None:
+                return
+            state = self._hosts[host] = _Host()
+        state.head = head
+        self._schedule(host, state)
+
+    def pop_ready(self) -> str | None:
+        """The host whose request should start now (marked as started), or None."""
+        now = self.clock.now()
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            when, host = heapq.heappop(delayed)
+            state = self._hosts.get(host)
+            if state is not None and state.delayed_until == when:
+                state.delayed_until = None
+                self._schedule(host, state)
+        ready = self._ready
+        while ready:
+            neg_priority, seq, host = heapq.heappop(ready)
+            state = self._hosts.get(host)
+            if state is None or state.ready_entry != (neg_priority, seq):
+                continue  # stale entry: the host's head changed since it was pushed
+            state.ready_entry = None
+            state.in_flight += 1
+            delay = self.policy.delay_s if state.delay_s is None else state.delay_s
+            if delay:
+                state.next_at = now + delay
+            return host
+        return None
+
+    def finished(self, host: str) -> None:
+        """A request of ``host`` is no longer in flight."""
+        state = self._hosts.get(host)
+        if state is None:
+            return
+        state.in_flight -= 1
+        if (
+            state.head is None
+            and state.in_flight == 0
+            and state.next_at <= self.clock.now()
+            and state.delay_s is None
+            and state.limit is None
+        ):
+            del self._hosts[host]  # forget idle hosts so 100k-host crawls stay small
+            return
+        self._schedule(host, state)
+
+    def set_limits(self, host: str, delay_s: float | None = None, limit: int | None = None) -> None:
+        """Override the delay and/or concurrency for one host (None keeps the policy's)."""
+        state = self._hosts.setdefault(host, _Host())
+        state.delay_s = delay_s
+        state.limit = limit
+        self._schedule(host, state)
+
+    def delay_host(self, host: str, until: float) -> None:
+        """Hold every request of ``host`` until clock time ``until`` (back-off, Retry-After)."""
+        state = self._hosts.setdefault(host, _Host())
+        state.next_at = max(state.next_at, until)
+        state.ready_entry = None
+        self._schedule(host, state)
+
+    def has_ready(self) -> bool:
+        """True if a host may start a request now."""
+        return bool(self._ready) or bool(self._delayed and self._delayed[0][0] <= self.clock.now())
+
+    def next_time(self) -> float | None:
+        """When the earliest delayed host becomes ready, or None."""
+        return self._delayed[0][0] if self._delayed else None
+
+    def in_flight(self, host: str) -> int:
+        """Requests of ``host`` in flight now."""
+        state = self._hosts.get(host)
+        return state.in_flight if state else 0
+
+    def _schedule(self, host: str, state: _Host) -> None:
+        if state.head is None:
+            state.ready_entry = None
+            return
+        limit = self.policy.per_host if state.limit is None else state.limit
+        if state.in_flight >= limit:
+            state.ready_entry = None  # parked until a request finishes
+            return
+        if state.next_at > self.clock.now():
+            state.ready_entry = None
+            if state.delayed_until != state.next_at:
+                state.delayed_until = state.next_at
+                heapq.heappush(self._delayed, (state.next_at, host))
+            return
+        if state.ready_entry != state.head:
+            state.ready_entry = state.head
+            heapq.heappush(self._ready, (state.head[0], state.head[1], host))

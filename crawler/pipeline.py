@@ -1,0 +1,95 @@
+"""Item pipelines: the ItemPipeline Protocol and the chain that runs them in order."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import DropItem, SettingsError
+
+__all__ = ["ItemPipeline", "PipelineChain", "load_pipeline"]
+
+logger = logging.getLogger("crawler.pipeline")
+
+
+@runtime_checkable
+class ItemPipeline(Protocol):
+    """Receives every item a spider produces, in order.
+
+    ``process_item`` returns the item (possibly changed) for the next pipeline
+    or raises :class:`~crawler.errors.DropItem`. ``open(spider)`` and
+    ``close(spider)`` are optional and may be coroutines.
+    """
+
+    async def process_item(self, item: Any, spider: Any) -> Any:
+        """Return the item to pass it on, or raise DropItem."""
+
+
+def load_pipeline(spec: Any) -> Any:
+    """A pipeline from an object, a class, or a ``module:Name`` / ``module.Name`` path."""
+    obj = spec
+    if isinstance(spec, str):
+        module_name, sep, attr = spec.partition(":")
+        if not sep:
+            module_name, _, attr = spec.rpartition(".")
+        if not module_name or not attr:
+            raise SettingsError(f"bad value PIPELINES entry {spec!r}: expected 'module:Name'")
+        try:
+            obj = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise SettingsError(f"bad value PIPELINES entry {spec!r}: cannot import it ({exc})") from None
+    if inspect.isclass(obj):
+        obj = obj()
+    if not callable(getattr(obj, "process_item", None)):
+        raise SettingsError(
+            f"bad value PIPELINES entry {spec!r}: {type(obj).__name__} has no process_item(item, spider)"
+        )
+    return obj
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class PipelineChain:
+    """Runs items through pipelines in list order; opens and closes them all."""
+
+    def __init__(self, pipelines: Sequence[Any]) -> None:
+        self.pipelines = [load_pipeline(p) for p in pipelines]
+        self._process = [p.process_item for p in self.pipelines]
+        self._opened: list[Any] = []
+
+    async def open(self, spider: Any) -> None:
+        """Call every pipeline's ``open(spider)``."""
+        for pipeline in self.pipelines:
+            opener = getattr(pipeline, "open", None) or getattr(pipeline, "open_spider", None)
+            if opener is not None:
+                await _maybe_await(opener(spider))
+            self._opened.append(pipeline)
+
+    async def process(self, item: Any, spider: Any) -> Any:
+        """The item after every pipeline; raises DropItem if one drops it."""
+        for process in self._process:
+            item = process(item, spider)
+            if inspect.isawaitable(item):
+                item = await item
+            if item is None:
+                raise DropItem("a pipeline returned None")
+        return item
+
+    async def close(self, spider: Any) -> None:
+        """Call ``close(spider)`` on every opened pipeline; one failing does not stop the rest."""
+        opened, self._opened = self._opened, []
+        for pipeline in opened:
+            closer = getattr(pipeline, "close", None) or getattr(pipeline, "close_spider", None)
+            if closer is None:
+                continue
+            try:
+                await _maybe_await(closer(spider))
+            except Exception:
+                logger.exception("pipeline %s failed to close", type(pipeline).__name__)

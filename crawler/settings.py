@@ -1,0 +1,235 @@
+"""Typed crawl settings and their precedence.
+
+Precedence, lowest first: the defaults below < ``[tool.crawler]`` in
+pyproject.toml < the spider's ``settings`` dict < ``-s NAME=VALUE`` on the
+command line. Every layer is checked: an unknown name or a bad value raises
+:class:`~crawler.errors.SettingsError` naming the setting, the value, where it
+came from and what is expected, before anything is crawled.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
+
+from .errors import SettingsError
+
+__all__ = ["Settings"]
+
+
+def _setting(default: Any, doc: str, minimum: float | None = None, choices: tuple[str, ...] = ()):
+    extra = {"doc": doc, "minimum": minimum, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=extra)
+    return field(default=default, metadata=extra)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of a crawl, with its default. Build one with :meth:`Settings.build`."""
+
+    CONCURRENCY: int = _setting(16, "Requests in flight at once across all hosts.", minimum=1)
+    CONCURRENCY_PER_HOST: int = _setting(8, "Requests in flight at once to one host.", minimum=1)
+    DOWNLOAD_DELAY: float = _setting(
+        0.0, "Seconds between the starts of two requests to the same host.", minimum=0
+    )
+    DEPTH_LIMIT: int = _setting(
+        0, "Maximum link depth from a start request (0 = unlimited).", minimum=0
+    )
+    MAX_PAGES: int = _setting(0, "Stop after this many requests (0 = unlimited).", minimum=0)
+    USER_AGENT: str = _setting("crawler/0.1", "The User-Agent header sent with every request.")
+    DEFAULT_HEADERS: dict[str, str] = _setting(
+        {}, "Headers sent with every request (the spider's `headers` and the request's win)."
+    )
+    REQUEST_TIMEOUT: float = _setting(
+        30.0, "Seconds allowed for one request, redirects and body included.", minimum=0.001
+    )
+    MAX_RESPONSE_SIZE: int = _setting(
+        16 * 1024 * 1024, "Largest accepted response body in bytes (0 = unlimited).", minimum=0
+    )
+    MAX_REDIRECTS: int = _setting(10, "Longest redirect chain followed.", minimum=0)
+    COOKIE_JAR: str = _setting(
+        "strict",
+        "strict: RFC cookie jar; unsafe: also accept cookies from IP hosts; none: no cookies.",
+        choices=("strict", "unsafe", "none"),
+    )
+    RESOLVE: dict[str, str] = _setting(
+        {}, "Static host -> IP map used before DNS, like curl --resolve (host:ip on the CLI)."
+    )
+    MAX_SESSIONS: int = _setting(
+        256, "Open per-domain HTTP sessions kept before idle ones are closed.", minimum=1
+    )
+    PIPELINES: list[Any] = _setting(
+        [], "Item pipelines in order: objects or 'module:Name' / 'module.Name' import paths."
+    )
+    PROGRESS_INTERVAL: float = _setting(
+        10.0, "Seconds between progress lines on stderr (0 = none).", minimum=0
+    )
+    SHUTDOWN_TIMEOUT: float = _setting(
+        30.0, "Seconds a graceful stop waits for requests in flight.", minimum=0
+    )
+    LOG_LEVEL: str = _setting(
+        "INFO", "Logging level.", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    )
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """All setting names."""
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def build(cls, *layers: tuple[str, Mapping[str, Any]]) -> Settings:
+        """Apply ``(source, mapping)`` layers over the defaults, lowest precedence first.
+
+        String values (from the command line) are parsed to the setting's type.
+        """
+        settings = cls()
+        for source, layer in layers:
+            settings = settings.merged(layer, source=source)
+        return settings
+
+    def merged(self, values: Mapping[str, Any], source: str = "settings") -> Settings:
+        """A copy with ``values`` applied on top, each checked."""
+        known = {f.name: f for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for name, value in values.items():
+            spec = known.get(name)
+            if spec is None:
+                hint = difflib.get_close_matches(str(name).upper(), known, n=1)
+                did_you_mean = f"; did you mean {hint[0]}?" if hint else ""
+                raise SettingsError(
+                    f"unknown setting {name!r} in {source}{did_you_mean}"
+                    f" (known: {', '.join(sorted(known))})"
+                )
+            changes[name] = _coerce(spec, value, source)
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (for logs and stats)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any]]:
+        """``(name, doc, default)`` for every setting, for documentation and ``--help``."""
+        rows = []
+        for f in fields(cls):
+            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            rows.append((f.name, f.metadata["doc"], default))
+        return rows
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(spec: Any, value: Any, source: str) -> Any:
+    name = spec.name
+    kind = _kind(spec.type)
+    where = f"{name}={value!r} ({source})"
+    try:
+        converted = _CONVERTERS[kind](value)
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"bad value {where}: {exc}") from None
+    minimum = spec.metadata["minimum"]
+    if minimum is not None and converted < minimum:
+        raise SettingsError(f"bad value {where}: must be >= {minimum}")
+    choices = spec.metadata["choices"]
+    if choices:
+        if kind == "str" and name == "LOG_LEVEL":
+            converted = converted.upper()
+        if converted not in choices:
+            raise SettingsError(f"bad value {where}: must be one of {', '.join(choices)}")
+    return converted
+
+
+def _kind(annotation: Any) -> str:
+    text = str(annotation)  # annotations are strings under `from __future__ import annotations`
+    for kind in ("int", "float", "str", "bool"):
+        if text == kind:
+            return kind
+    if text.startswith("dict"):
+        return "dict"
+    if text.startswith("list"):
+        return "list"
+    raise TypeError(f"unsupported setting type {annotation!r}")
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    if isinstance(value, str):
+        try:
+            return int(value.strip().replace("_", ""))
+        except ValueError:
+            raise ValueError("expected an integer") from None
+    return value
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError("expected a number") from None
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("expected true or false")
+
+
+def _to_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _to_list(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            parsed = json.loads(text)
+            if not isinstance(parsed, list):
+                raise ValueError("expected a JSON list")
+            return parsed
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise TypeError(f"expected a list, got {type(value).__name__}")
+
+
+def _to_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            parsed = json.loads(text)
+            if not isinstance(parsed, dict):
+                raise ValueError("expected a JSON object")
+            return parsed
+        result: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, item = part.partition(":")
+            if not sep or not key.strip():
+                raise ValueError(f"expected key:value pairs separated by commas, got {part!r}")
+            result[key.strip()] = item.strip()
+        return result
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"expected a mapping, got {type(value).__name__}")
+
+
+_CONVERTERS = {
+    "int": _to_int,
+    "float": _to_float,
+    "bool": _to_bool,
+    "str": _to_str,
+    "list": _to_list,
+    "dict": _to_dict,
+}

@@ -1,0 +1,66 @@
+"""The Spider base class users subclass."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+from .errors import CrawlerError
+from .request import Request
+from .response import Response
+
+__all__ = ["Spider"]
+
+
+class Spider:
+    """A crawl's behaviour: where to start and what to do with each response.
+
+    Class attributes: ``name``, ``start_urls``, ``allowed_domains`` (links to
+    other domains are dropped and counted), ``settings`` (per-spider settings),
+    ``headers`` and ``cookies`` (sent with every request). Keyword arguments
+    (``-a key=value`` on the command line) become instance attributes.
+
+    Override ``parse(response)`` (or give requests their own ``callback``);
+    callbacks may be async generators, generators, coroutines or plain
+    functions, producing ``Request`` objects, items, or nothing. Override
+    ``async def start()`` to yield the first requests yourself, and
+    ``async def open()`` / ``async def close(reason)`` to run code before the
+    first request and after the last.
+    """
+
+    name: ClassVar[str] = ""
+    start_urls: Sequence[str] = ()
+    allowed_domains: Sequence[str] = ()
+    settings: ClassVar[Mapping[str, Any]] = {}
+    headers: Mapping[str, str] = {}
+    cookies: Mapping[str, str] = {}
+    handle_httpstatus_list: Sequence[int] = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        for key, value in kwargs.items():
+            if key in ("start_urls", "allowed_domains") and isinstance(value, str):
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            setattr(self, key, value)
+        self.logger = logging.getLogger(f"crawler.spider.{self.name or type(self).__name__}")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    async def start(self) -> AsyncIterator[Request]:
+        """The first requests: by default a GET of each of ``start_urls``, handled by ``parse``."""
+        for url in self.start_urls:
+            yield Request(url, callback=self.parse)
+
+    def parse(self, response: Response) -> Any:
+        """Handle a response whose request has no callback of its own."""
+        raise CrawlerError(
+            f"{type(self).__name__}.parse() is not defined: define parse(self, response)"
+            f" or give the request for {response.url} a callback"
+        )
+
+    async def open(self) -> None:
+        """Runs once before the first request."""
+
+    async def close(self, reason: str) -> None:
+        """Runs once after the crawl ends; ``reason`` is the finish reason."""

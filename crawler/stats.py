@@ -1,0 +1,89 @@
+"""Crawl statistics: counters, a progress line and the final summary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["Stats"]
+
+
+class Stats:
+    """Named counters (``pages``, ``status/200``, ``failures/timeout`` ...) and timing."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = {}
+        self.values: dict[str, Any] = {}
+        self.started = time.time()
+        self._start_monotonic = time.monotonic()
+        self.finished: float | None = None
+
+    def inc(self, key: str, count: int = 1) -> None:
+        """Add ``count`` to counter ``key``."""
+        counters = self.counters
+        counters[key] = counters.get(key, 0) + count
+
+    def get(self, key: str) -> int:
+        """Current value of counter ``key`` (0 if never counted)."""
+        return self.counters.get(key, 0)
+
+    def set_value(self, key: str, value: Any) -> None:
+        """Record a non-counter value (finish reason, settings)."""
+        self.values[key] = value
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since the crawl started (until it finished)."""
+        end = self.finished if self.finished is not None else time.monotonic()
+        return end - self._start_monotonic
+
+    def finish(self, reason: str) -> None:
+        """Stop the clock and record why the crawl ended."""
+        self.finished = time.monotonic()
+        self.values["finish_reason"] = reason
+
+    def snapshot(self) -> dict[str, Any]:
+        """An immutable-by-copy view: counters, derived rates and values."""
+        elapsed = self.elapsed_s
+        pages = self.get("pages")
+        data: dict[str, Any] = dict(sorted(self.counters.items()))
+        data["elapsed_s"] = round(elapsed, 3)
+        data["pages_per_s"] = round(pages / elapsed, 2) if elapsed > 0 else 0.0
+        data["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started))
+        data.update(self.values)
+        return data
+
+    def progress_line(self, queued: int, in_flight: int) -> str:
+        """One line for the periodic progress log."""
+        elapsed = self.elapsed_s
+        pages = self.get("pages")
+        rate = pages / elapsed if elapsed > 0 else 0.0
+        return (
+            f"{pages} pages ({rate:.1f}/s), {self.get('items')} items,"
+            f" {queued} queued, {in_flight} in flight, {self.failures()} failed"
+        )
+
+    def failures(self) -> int:
+        """Requests that finally failed, all kinds together."""
+        return sum(v for k, v in self.counters.items() if k.startswith("failures/"))
+
+    @staticmethod
+    def summary(snapshot: Mapping[str, Any]) -> str:
+        """A short multi-line summary for stderr."""
+        lines = [
+            f"finished: {snapshot.get('finish_reason', '?')} after {snapshot['elapsed_s']:.1f}s",
+            f"  pages {snapshot.get('pages', 0)} ({snapshot['pages_per_s']}/s),"
+            f" items {snapshot.get('items', 0)}, bytes {snapshot.get('bytes', 0)}",
+        ]
+        groups: dict[str, list[str]] = {}
+        for key, value in snapshot.items():
+            if "/" in key:
+                group, _, name = key.partition("/")
+                groups.setdefault(group, []).append(f"{name}={value}")
+        for group, entries in groups.items():
+            lines.append(f"  {group}: {', '.join(entries)}")
+        for key in ("duplicates", "offsite", "depth_dropped", "callback_errors", "items_dropped"):
+            if snapshot.get(key):
+                lines.append(f"  {key}: {snapshot[key]}")
+        return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""Public helpers for testing spiders: a local site server and a manual clock.
+
+``SiteServer`` serves pages for many host names from one aiohttp server on
+127.0.0.1; point those names at it with the ``RESOLVE`` setting
+(``server.resolve_map()``). It records every request it receives, and the
+maximum number of concurrent requests per host, so tests can assert on what
+the crawler really did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .clock import TimerHandle
+
+__all__ = ["ManualClock", "SeenRequest", "SiteServer"]
+
+Page = str | bytes | Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class SeenRequest:
+    """A request as the server saw it."""
+
+    host: str
+    path_qs: str
+    method: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass
+class SiteServer:
+    """An aiohttp.web server on 127.0.0.1:<free port> serving ``pages[host][path_qs]``.
+
+    A page is HTML text, bytes, or an aiohttp handler ``async (request) -> response``.
+    Unknown paths answer 404. Use ``async with SiteServer(pages) as server``.
+    """
+
+    pages: dict[str, dict[str, Page]]
+    host: str = "127.0.0.1"
+    requests: list[SeenRequest] = field(default_factory=list)
+    max_concurrency: dict[str, int] = field(default_factory=dict)
+    port: int = 0
+    _active: dict[str, int] = field(default_factory=dict)
+    _runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> SiteServer:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets
+        self.port = server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def url(self, host: str, path: str = "/") -> str:
+        """The URL of ``path`` on virtual host ``host``."""
+        return f"http://{host}:{self.port}{path}"
+
+    def resolve_map(self) -> dict[str, str]:
+        """``RESOLVE`` setting value pointing every served host name at this server."""
+        return {host: self.host for host in self.pages}
+
+    def paths_seen(self, host: str | None = None) -> list[str]:
+        """Paths requested, in order (of one host, or as ``host/path`` for all)."""
+        if host is not None:
+            return [r.path_qs for r in self.requests if r.host == host]
+        return [f"{r.host}{r.path_qs}" for r in self.requests]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        host = (request.host or "").rsplit(":", 1)[0].lower()
+        body = await request.read()
+        self.requests.append(
+            SeenRequest(host, request.path_qs, request.method, dict(request.headers), body)
+        )
+        active = self._active[host] = self._active.get(host, 0) + 1
+        self.max_concurrency[host] = max(self.max_concurrency.get(host, 0), active)
+        try:
+            page = self.pages.get(host, {}).get(request.path_qs)
+            if page is None:
+                page = self.pages.get(host, {}).get(request.path)
+            if page is None:
+                return web.Response(status=404, text="not found")
+            if callable(page):
+                return await page(request)
+            if isinstance(page, bytes):
+                return web.Response(body=page, content_type="application/octet-stream")
+            return web.Response(text=page, content_type="text/html")
+        finally:
+            self._active[host] -= 1
+
+
+class _ManualTimer:
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualClock:
+    """A clock that moves only when a test calls :meth:`advance`."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = start
+        self._timers: list[tuple[float, int, _ManualTimer, Callable[[], None]]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        """The current manual time."""
+        return self._now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        """Run ``callback`` when :meth:`advance` passes ``when``."""
+        timer = _ManualTimer()
+        heapq.heappush(self._timers, (when, next(self._seq), timer, callback))
+        return timer
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward, run due callbacks, and let woken tasks run."""
+        self._now += seconds
+        while self._timers and self._timers[0][0] <= self._now:
+            _, _, timer, callback = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                callback()
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+
+def html_page(title: str, links: list[str] = (), body: str = "") -> str:  # type: ignore[assignment]
+    """A small HTML page with a title and links (for test sites)."""
+    anchors = "".join(f'<a href="{href}">{href}</a>\n' for href in links)
+    return f"<html><head><title>{title}</title></head><body>{body}{anchors}</body></html>"
+
+
+__all__ += ["html_page"]
+del Any
