@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .clock import Clock, MonotonicClock
-from .downloader import Downloader, DownloaderOptions
+from .downloader import UNLIMITED_WORKERS, Downloader, DownloaderOptions
 from .frontier.base import Frontier, PolitenessPolicy
 from .frontier.memory import MemoryFrontier
 from .pipeline import PipelineChain
@@ -72,6 +72,7 @@ class Crawler:
         self._leased = 0
         self._finish_reason: str | None = None
         self._force_timer: asyncio.TimerHandle | None = None
+        self.downloader: Downloader | None = None
 
     def request_stop(self, reason: str = "interrupted", force: bool = False) -> None:
         """Stop taking new requests; in-flight ones get ``SHUTDOWN_TIMEOUT`` seconds.
@@ -99,14 +100,18 @@ class Crawler:
         """Crawl until the frontier is exhausted, MAX_PAGES is reached or a stop is requested."""
         settings = self.settings
         spider = self.spider
-        options = DownloaderOptions.from_settings(settings, dict(spider.headers))
+        options = DownloaderOptions.from_settings(
+            settings, spider.headers, spider.cookies, spider.trace_configs
+        )
         cancelled = False
         async with AsyncExitStack() as stack:
             await self.frontier.open()
             stack.push_async_callback(self.frontier.close)
             downloader = await stack.enter_async_context(Downloader(options))
+            self.downloader = downloader
+            spider._cookies_for = downloader.sessions.cookies_for
+            stack.push_async_callback(self._close_spider)  # closes whatever pipelines opened
             await self.pipelines.open(spider)
-            stack.push_async_callback(self._close_spider)
             await spider.open()
             processor = RequestProcessor(
                 spider, self.frontier, downloader, self.pipelines, self.stats, settings.DEPTH_LIMIT
@@ -135,6 +140,9 @@ class Crawler:
                 await self.spider.close(reason)
             except Exception:
                 logger.exception("[%s] spider.close() failed", self.spider.name)
+            if self.downloader is not None:
+                for key, value in self.downloader.timings.summary().items():
+                    self.stats.set_value(key, value)
             self.stats.finish(reason)
             logger.info("[%s] crawl %s", self.spider.name, reason)
 
@@ -162,7 +170,7 @@ class Crawler:
             async with asyncio.TaskGroup() as group:
                 self._workers = [
                     group.create_task(self._work(processor), name=f"worker-{n}")
-                    for n in range(self.settings.CONCURRENCY)
+                    for n in range(self.settings.CONCURRENCY or UNLIMITED_WORKERS)
                 ]
         finally:
             self._workers = []

@@ -9,7 +9,8 @@ Every class name says how the engine reacts to it::
     ├── InvalidRequest                a Request that can never be sent (bad URL, bad arguments)
     ├── FetchError                    a request that produced no usable response
     │   ├── RetryableFetchError       transient: worth trying again
-    │   │   ├── NetworkError          connection refused/reset, DNS failure, TLS handshake
+    │   │   ├── NetworkError          connection refused/reset, DNS failure, broken transfer
+    │   │   │   └── ProxyError            the proxy is unreachable or refused the request
     │   │   └── RequestTimeout        no complete response within REQUEST_TIMEOUT
     │   ├── TlsError                  certificate verification or TLS handshake failed
     │   ├── BadResponse               the server's answer is not valid HTTP
@@ -36,6 +37,7 @@ __all__ = [
     "HttpError",
     "InvalidRequest",
     "NetworkError",
+    "ProxyError",
     "RequestTimeout",
     "ResponseTooLarge",
     "RetryableFetchError",
@@ -89,6 +91,12 @@ class NetworkError(RetryableFetchError):
     """Connection refused or reset, DNS failure, TLS failure, broken transfer."""
 
     kind = "network"
+
+
+class ProxyError(NetworkError):
+    """The proxy could not be reached or refused the request (e.g. 407 bad credentials)."""
+
+    kind = "proxy"
 
 
 class RequestTimeout(RetryableFetchError):

@@ -21,10 +21,12 @@ def canonical_url(url: URL) -> str:
     """The canonical form of ``url`` used for de-duplication."""
     text = str(url.with_fragment(None)) if url.raw_fragment else str(url)
     base, sep, query = text.partition("?")
+    if base.count("/") == 2:
+        base += "/"  # "http://a.test" and "http://a.test/" are the same page
     if not sep:
-        return text
+        return base
     if "&" in query:
-        query = "&".join(sorted(query.split("&")))
+        query = "&".join(sorted(part for part in query.split("&") if part))
     return f"{base}?{query}" if query else base
 
 

@@ -10,7 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .errors import DropItem, SettingsError
 
-__all__ = ["ItemPipeline", "PipelineChain", "load_pipeline"]
+__all__ = ["ItemPipeline", "PipelineChain", "load_object", "load_pipeline"]
 
 logger = logging.getLogger("crawler.pipeline")
 
@@ -28,24 +28,32 @@ class ItemPipeline(Protocol):
         """Return the item to pass it on, or raise DropItem."""
 
 
+def load_object(spec: Any, setting: str) -> Any:
+    """``spec`` itself, or the object a ``module:Name`` / ``module.Name`` string names."""
+    if not isinstance(spec, str):
+        return spec
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        module_name, _, attr = spec.rpartition(".")
+    if not module_name or not attr:
+        raise SettingsError(f"bad value {setting} entry {spec!r}: expected 'module:Name'")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SettingsError(
+            f"bad value {setting} entry {spec!r}: cannot import it ({exc})"
+        ) from None
+
+
 def load_pipeline(spec: Any) -> Any:
     """A pipeline from an object, a class, or a ``module:Name`` / ``module.Name`` path."""
-    obj = spec
-    if isinstance(spec, str):
-        module_name, sep, attr = spec.partition(":")
-        if not sep:
-            module_name, _, attr = spec.rpartition(".")
-        if not module_name or not attr:
-            raise SettingsError(f"bad value PIPELINES entry {spec!r}: expected 'module:Name'")
-        try:
-            obj = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise SettingsError(f"bad value PIPELINES entry {spec!r}: cannot import it ({exc})") from None
+    obj = load_object(spec, "PIPELINES")
     if inspect.isclass(obj):
         obj = obj()
     if not callable(getattr(obj, "process_item", None)):
         raise SettingsError(
-            f"bad value PIPELINES entry {spec!r}: {type(obj).__name__} has no process_item(item, spider)"
+            f"bad value PIPELINES entry {spec!r}:"
+            f" {type(obj).__name__} has no process_item(item, spider)"
         )
     return obj
 

@@ -35,9 +35,11 @@ def parse_url(url: str | URL) -> URL:
     if not parsed.host:
         raise InvalidRequest(f"malformed URL {str(parsed)!r}: it has no host")
     try:
-        parsed.port  # noqa: B018 - an out-of-range port raises here, once, at the edge
+        port = parsed.port  # an out-of-range port raises here, once, at the edge
     except ValueError as exc:
         raise InvalidRequest(f"malformed URL {str(parsed)!r}: {exc}") from None
+    if port == 0:
+        raise InvalidRequest(f"malformed URL {str(parsed)!r}: port 0 cannot be connected to")
     return parsed
 
 
@@ -54,15 +56,15 @@ class Request:
     url: str
     callback: Callable[..., Any] | None = None
     method: str = "GET"
-    headers: Mapping[str, str] | None = None
-    cookies: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = field(default=None, repr=False)
+    cookies: Mapping[str, str] | None = field(default=None, repr=False)
     data: Any = None
     json: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
     priority: int = 0
     dont_filter: bool = False
     errback: Callable[..., Any] | None = None
-    proxy: str | None = None
+    proxy: str | None = field(default=None, repr=False)  # may hold credentials
     ssl: Any = None
     allow_redirects: bool = True
     depth: int = 0
@@ -71,7 +73,7 @@ class Request:
     def __post_init__(self) -> None:
         self._url = parse_url(self.url)
         self.url = str(self._url)
-        method = self.method.upper()
+        method = self.method.upper() if isinstance(self.method, str) else self.method
         if method not in _METHODS:
             raise InvalidRequest(f"unsupported HTTP method {self.method!r} for {self.url}")
         self.method = method

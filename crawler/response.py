@@ -38,6 +38,7 @@ class Response:
 
     __slots__ = (
         "_base",
+        "_encoding",
         "_parser",
         "_text",
         "_url",
@@ -75,6 +76,7 @@ class Response:
         self.cookies: SimpleCookie = cookies if cookies is not None else SimpleCookie()
         self.timings: dict[str, float] = timings if timings is not None else {}
         self._text: str | None = None
+        self._encoding: str | None = None
         self._parser: LexborHTMLParser | None = None
         self._base: URL | None = None
 
@@ -94,18 +96,22 @@ class Response:
     @property
     def encoding(self) -> str:
         """The encoding used to decode :attr:`text`."""
-        return self._decode()[0]
+        if self._encoding is None:
+            self._decode()
+        assert self._encoding is not None
+        return self._encoding
 
     @property
     def text(self) -> str:
         """The body decoded to str."""
         if self._text is None:
-            self._text = self._decode()[1]
+            self._decode()
+        assert self._text is not None
         return self._text
 
-    def _decode(self) -> tuple[str, str]:
-        encoding, text = html_to_unicode(self.headers.get("Content-Type"), self.body)
-        return encoding, text
+    def _decode(self) -> None:
+        # Decoded once: the encoding and the text come from the same sniffing pass.
+        self._encoding, self._text = html_to_unicode(self.headers.get("Content-Type"), self.body)
 
     def json(self) -> Any:
         """The body parsed as JSON."""

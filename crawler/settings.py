@@ -10,7 +10,9 @@ came from and what is expected, before anything is crawled.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
@@ -31,7 +33,12 @@ def _setting(default: Any, doc: str, minimum: float | None = None, choices: tupl
 class Settings:
     """Every knob of a crawl, with its default. Build one with :meth:`Settings.build`."""
 
-    CONCURRENCY: int = _setting(16, "Requests in flight at once across all hosts.", minimum=1)
+    CONCURRENCY: int = _setting(
+        16,
+        "Requests in flight at once across all hosts: the worker count and the connector's"
+        " `limit` (0 = no connector limit, with 512 workers).",
+        minimum=0,
+    )
     CONCURRENCY_PER_HOST: int = _setting(8, "Requests in flight at once to one host.", minimum=1)
     DOWNLOAD_DELAY: float = _setting(
         0.0, "Seconds between the starts of two requests to the same host.", minimum=0
@@ -43,6 +50,12 @@ class Settings:
     USER_AGENT: str = _setting("crawler/0.1", "The User-Agent header sent with every request.")
     DEFAULT_HEADERS: dict[str, str] = _setting(
         {}, "Headers sent with every request (the spider's `headers` and the request's win)."
+    )
+    DOMAIN_HEADERS: dict[str, dict[str, str]] = _setting(
+        {}, "Extra default headers per registered domain: {domain: {header: value}}."
+    )
+    DOMAIN_COOKIES: dict[str, dict[str, str]] = _setting(
+        {}, "Initial cookies per registered domain: {domain: {name: value}}."
     )
     REQUEST_TIMEOUT: float = _setting(
         30.0, "Seconds allowed for one request, redirects and body included.", minimum=0.001
@@ -58,6 +71,28 @@ class Settings:
     )
     RESOLVE: dict[str, str] = _setting(
         {}, "Static host -> IP map used before DNS, like curl --resolve (host:ip on the CLI)."
+    )
+    DNS_CACHE: bool = _setting(True, "Cache DNS answers in the connector (use_dns_cache).")
+    DNS_CACHE_TTL: float = _setting(10.0, "Seconds a cached DNS answer is kept.", minimum=0)
+    DNS_NAMESERVERS: list[str] = _setting(
+        [], "Nameservers ('ip' or 'ip:port') for an aiodns resolver instead of the system's."
+    )
+    UNIX_SOCKETS: dict[str, str] = _setting(
+        {}, "Send requests for these hosts over Unix sockets: {host: socket path}."
+    )
+    SSL_VERIFY: bool = _setting(True, "Verify TLS certificates (False is logged loudly).")
+    SSL_CA_BUNDLE: str = _setting("", "PEM file of CA certificates to trust instead of the system's.")
+    SSL_CLIENT_CERT: str = _setting("", "PEM client certificate (may include the key).")
+    SSL_CLIENT_KEY: str = _setting("", "PEM private key of SSL_CLIENT_CERT, if separate.")
+    DOMAIN_SSL: dict[str, Any] = _setting(
+        {}, "Per registered domain TLS: {domain: false (no verification) | 'ca-bundle.pem'}."
+    )
+    PROXY: str = _setting("", "Default proxy URL, credentials in the URL: http://user:pass@host:port.")
+    TRUST_ENV: bool = _setting(
+        False, "Read HTTP_PROXY/HTTPS_PROXY/NO_PROXY (and .netrc) from the environment."
+    )
+    TRACE_CONFIGS: list[Any] = _setting(
+        [], "Extra aiohttp TraceConfig objects (or 'module:name' paths) for every session."
     )
     MAX_SESSIONS: int = _setting(
         256, "Open per-domain HTTP sessions kept before idle ones are closed.", minimum=1
@@ -116,7 +151,8 @@ class Settings:
         """``(name, doc, default)`` for every setting, for documentation and ``--help``."""
         rows = []
         for f in fields(cls):
-            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            factory: Any = f.default_factory
+            default = f.default if f.default is not MISSING else factory()
             rows.append((f.name, f.metadata["doc"], default))
         return rows
 
@@ -138,10 +174,18 @@ def _coerce(spec: Any, value: Any, source: str) -> Any:
         raise SettingsError(f"bad value {where}: must be >= {minimum}")
     choices = spec.metadata["choices"]
     if choices:
-        if kind == "str" and name == "LOG_LEVEL":
-            converted = converted.upper()
-        if converted not in choices:
+        canonical = {choice.lower(): choice for choice in choices}.get(converted.strip().lower())
+        if canonical is None:
             raise SettingsError(f"bad value {where}: must be one of {', '.join(choices)}")
+        converted = canonical
+    checks = [_check_str_dict] if str(spec.type) == "dict[str, str]" else []
+    if name in _CHECKS:
+        checks.append(_CHECKS[name])
+    for check in checks:
+        try:
+            check(converted)
+        except ValueError as exc:
+            raise SettingsError(f"bad value {where}: {exc}") from None
     return converted
 
 
@@ -172,9 +216,12 @@ def _to_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise TypeError(f"expected a number, got {type(value).__name__}")
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise ValueError("expected a number") from None
+    if not math.isfinite(number):
+        raise ValueError("expected a finite number")
+    return number
 
 
 def _to_bool(value: Any) -> bool:
@@ -224,6 +271,24 @@ def _to_dict(value: Any) -> dict[str, Any]:
         return dict(value)
     raise TypeError(f"expected a mapping, got {type(value).__name__}")
 
+
+def _check_str_dict(mapping: dict[str, Any]) -> None:
+    for key, item in mapping.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise ValueError(f"expected string keys and values, got {key!r}: {item!r}")
+
+
+def _check_resolve(mapping: dict[str, str]) -> None:
+    for host, ip in mapping.items():
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise ValueError(
+                f"{host}:{ip} does not map to an IP address (expected e.g. {host}:127.0.0.1)"
+            ) from None
+
+
+_CHECKS = {"RESOLVE": _check_resolve}
 
 _CONVERTERS = {
     "int": _to_int,

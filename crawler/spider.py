@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from .errors import CrawlerError
@@ -36,6 +36,8 @@ class Spider:
     headers: Mapping[str, str] = {}
     cookies: Mapping[str, str] = {}
     handle_httpstatus_list: Sequence[int] = ()
+    trace_configs: Sequence[Any] = ()
+    _cookies_for: Callable[[str], dict[str, str]] | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         for key, value in kwargs.items():
@@ -58,6 +60,12 @@ class Spider:
             f"{type(self).__name__}.parse() is not defined: define parse(self, response)"
             f" or give the request for {response.url} a callback"
         )
+
+    def cookies_for(self, url: str) -> dict[str, str]:
+        """The cookies the crawl's jar would send with a request to ``url`` (during a crawl)."""
+        if self._cookies_for is None:
+            raise CrawlerError("cookies_for() works only while the spider is being crawled")
+        return self._cookies_for(url)
 
     async def open(self) -> None:
         """Runs once before the first request."""

@@ -48,7 +48,7 @@ class OffsitePolicy:
 
 
 class RequestProcessor:
-    """Handles leased requests for one crawl; shared by all workers (it holds no per-request state)."""
+    """Handles leased requests for one crawl; all workers share it (no per-request state)."""
 
     def __init__(
         self,
@@ -92,13 +92,13 @@ class RequestProcessor:
             await self.frontier.ack(lease)
             return
         if not self._status_allowed(response):
-            exc = HttpError(
+            error = HttpError(
                 f"ignoring HTTP {response.status} from {response.url}", response.url, response
             )
-            stats.inc(f"failures/{exc.kind}")
-            logger.info("[%s] %s", self.spider.name, exc)
-            await self._run_errback(request, exc)
-            await self.frontier.fail(lease, exc.kind)
+            stats.inc(f"failures/{error.kind}")
+            logger.info("[%s] %s", self.spider.name, error)
+            await self._run_errback(request, error)
+            await self.frontier.fail(lease, error.kind)
             return
         callback = request.callback or self.spider.parse
         await self._run_callback(callback, response, request, "callback")
@@ -222,4 +222,3 @@ class RequestProcessor:
         if duplicates:
             self.stats.inc("duplicates", duplicates)
         self.stats.inc("requests", len(accepted) - duplicates)
-

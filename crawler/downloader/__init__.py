@@ -1,67 +1,114 @@
-"""The downloader: a shared connector, per-domain sessions, and fetch()."""
+"""The downloader: a shared connector, per-domain sessions, TLS and proxy choice, fetch()."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
+from ..pipeline import load_object
 from ..request import Request
 from ..response import Response
 from ..settings import Settings
-from .connector import build_connector
+from .connector import ConnectorOptions, build_connector
 from .fetch import fetch
+from .proxies import check_proxy_url, redact
 from .sessions import SessionOptions, SessionPool, registered_domain
+from .tls import TlsOptions, TlsPolicy
+from .tracing import TimingSummary, timing_trace_config
 
-__all__ = ["Downloader", "DownloaderOptions", "registered_domain"]
+__all__ = ["Downloader", "DownloaderOptions", "redact", "registered_domain"]
+
+UNLIMITED_WORKERS = 512
 
 
 @dataclass(frozen=True, slots=True)
 class DownloaderOptions:
-    """What the downloader needs from the settings and the spider."""
+    """What the downloader needs, grouped by concern."""
 
-    concurrency: int
-    per_host: int
-    max_bytes: int
-    max_redirects: int
-    resolve: dict[str, str]
+    connector: ConnectorOptions
     sessions: SessionOptions
+    tls: TlsOptions = field(default_factory=TlsOptions)
+    max_bytes: int = 16 * 1024 * 1024
+    max_redirects: int = 10
+    proxy: str = ""
 
     @classmethod
-    def from_settings(cls, settings: Settings, headers: dict[str, str] | None = None) -> DownloaderOptions:
-        """Options from the crawl settings plus the spider's default headers."""
+    def from_settings(
+        cls,
+        settings: Settings,
+        headers: Mapping[str, str] | None = None,
+        cookies: Mapping[str, str] | None = None,
+        trace_configs: Sequence[Any] = (),
+    ) -> DownloaderOptions:
+        """Options from the crawl settings plus the spider's ``headers``/``cookies``."""
         merged = {"User-Agent": settings.USER_AGENT, **settings.DEFAULT_HEADERS, **(headers or {})}
+        traces = [load_object(t, "TRACE_CONFIGS") for t in [*settings.TRACE_CONFIGS, *trace_configs]]
+        for trace in traces:
+            if not isinstance(trace, aiohttp.TraceConfig):
+                raise_settings(f"TRACE_CONFIGS entry {trace!r} is not an aiohttp.TraceConfig")
+        if settings.PROXY:
+            check_proxy_url(settings.PROXY)
         return cls(
-            concurrency=settings.CONCURRENCY,
-            per_host=settings.CONCURRENCY_PER_HOST,
-            max_bytes=settings.MAX_RESPONSE_SIZE,
-            max_redirects=settings.MAX_REDIRECTS,
-            resolve=dict(settings.RESOLVE),
+            connector=ConnectorOptions(
+                limit=settings.CONCURRENCY,
+                limit_per_host=settings.CONCURRENCY_PER_HOST,
+                resolve=dict(settings.RESOLVE),
+                dns_cache=settings.DNS_CACHE,
+                dns_cache_ttl_s=settings.DNS_CACHE_TTL,
+                nameservers=tuple(settings.DNS_NAMESERVERS),
+            ),
             sessions=SessionOptions(
                 headers=merged,
+                domain_headers={k.lower(): v for k, v in settings.DOMAIN_HEADERS.items()},
+                cookies=dict(cookies or {}),
+                domain_cookies={k.lower(): v for k, v in settings.DOMAIN_COOKIES.items()},
                 cookie_jar=settings.COOKIE_JAR,
                 timeout_s=settings.REQUEST_TIMEOUT,
                 max_open=settings.MAX_SESSIONS,
+                unix_sockets=dict(settings.UNIX_SOCKETS),
+                trust_env=settings.TRUST_ENV,
+                trace_configs=(timing_trace_config(), *traces),
             ),
+            tls=TlsOptions(
+                verify=settings.SSL_VERIFY,
+                ca_bundle=settings.SSL_CA_BUNDLE,
+                client_cert=settings.SSL_CLIENT_CERT,
+                client_key=settings.SSL_CLIENT_KEY,
+                per_domain=dict(settings.DOMAIN_SSL),
+            ),
+            max_bytes=settings.MAX_RESPONSE_SIZE,
+            max_redirects=settings.MAX_REDIRECTS,
+            proxy=settings.PROXY,
         )
+
+
+def raise_settings(message: str) -> None:
+    """Raise a SettingsError (kept here so option building reads top to bottom)."""
+    from ..errors import SettingsError
+
+    raise SettingsError(message)
 
 
 class Downloader:
     """Fetches requests through per-domain sessions sharing one connector.
 
     Use as ``async with Downloader(options) as downloader``; closing it closes
-    every session and then the connector.
+    every session and then the connector, waiting for transports (TLS included)
+    to finish, so no ResourceWarning is left behind.
     """
 
     def __init__(self, options: DownloaderOptions) -> None:
         self.options = options
+        self.tls = TlsPolicy(options.tls)  # loads CA bundles now: a bad path fails before the crawl
+        self.timings = TimingSummary()
         self._connector: aiohttp.TCPConnector | None = None
         self._sessions: SessionPool | None = None
 
     async def __aenter__(self) -> Downloader:
-        self._connector = build_connector(
-            self.options.concurrency, self.options.per_host, self.options.resolve
-        )
+        self._connector = build_connector(self.options.connector)
         self._sessions = SessionPool(self._connector, self.options.sessions)
         return self
 
@@ -79,12 +126,26 @@ class Downloader:
         pool = self.sessions
         host = request.host
         session = pool.acquire(host)
+        ssl = None
+        if request.yarl_url.scheme == "https" or request.ssl is not None:
+            ssl = self.tls.for_request(request.ssl, registered_domain(host))
+        timings: dict[str, float] = {}
         try:
-            return await fetch(session, request, self.options.max_bytes, self.options.max_redirects)
+            response = await fetch(
+                session,
+                request,
+                self.options.max_bytes,
+                self.options.max_redirects,
+                proxy=request.proxy or self.options.proxy or None,
+                ssl=ssl,
+                timings=timings,
+            )
         finally:
             pool.release(host)
             if pool._closing:
                 await pool.close_idle()
+        self.timings.add(response.timings)
+        return response
 
     async def close(self) -> None:
         """Close all sessions, then the connector (lets TLS transports finish)."""

@@ -6,10 +6,14 @@ import ipaddress
 import socket
 from collections.abc import Mapping
 
+from dataclasses import dataclass, field
+
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-__all__ = ["MappedResolver", "build_connector"]
+from ..errors import SettingsError
+
+__all__ = ["ConnectorOptions", "MappedResolver", "build_connector"]
 
 
 class MappedResolver(AbstractResolver):
@@ -24,8 +28,6 @@ class MappedResolver(AbstractResolver):
             try:
                 ipaddress.ip_address(ip)
             except ValueError:
-                from ..errors import SettingsError
-
                 raise SettingsError(
                     f"bad value RESOLVE {host}={ip!r}: expected an IP address such as 127.0.0.1"
                 ) from None
@@ -55,14 +57,47 @@ class MappedResolver(AbstractResolver):
         await self._fallback.close()
 
 
-def build_connector(
-    limit: int, limit_per_host: int, resolve: Mapping[str, str]
-) -> aiohttp.TCPConnector:
+@dataclass(frozen=True, slots=True)
+class ConnectorOptions:
+    """The shared connector's knobs (see the CONCURRENCY, DNS_* and RESOLVE settings)."""
+
+    limit: int = 100
+    limit_per_host: int = 0
+    resolve: Mapping[str, str] = field(default_factory=dict)
+    dns_cache: bool = True
+    dns_cache_ttl_s: float = 10.0
+    nameservers: tuple[str, ...] = ()
+
+
+def _nameserver_resolver(nameservers: tuple[str, ...]) -> AbstractResolver:
+    try:
+        import aiodns  # noqa: F401 - AsyncResolver needs it
+    except ImportError:
+        raise SettingsError("DNS_NAMESERVERS needs the aiodns package: pip install aiodns") from None
+    for server in nameservers:
+        host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+        try:
+            ipaddress.ip_address(host or server)
+            if port:
+                int(port)
+        except ValueError:
+            raise SettingsError(
+                f"bad value DNS_NAMESERVERS entry {server!r}: expected 'ip' or 'ip:port'"
+            ) from None
+    return aiohttp.AsyncResolver(nameservers=list(nameservers))
+
+
+def build_connector(options: ConnectorOptions) -> aiohttp.TCPConnector:
     """The one connector all per-domain sessions share (``connector_owner=False``)."""
-    resolver = MappedResolver(resolve) if resolve else None
+    resolver: AbstractResolver | None = None
+    if options.nameservers:
+        resolver = _nameserver_resolver(options.nameservers)
+    if options.resolve:
+        resolver = MappedResolver(options.resolve, resolver)
     return aiohttp.TCPConnector(
-        limit=limit,
-        limit_per_host=limit_per_host,
+        limit=options.limit,
+        limit_per_host=options.limit_per_host,
         resolver=resolver,
-        enable_cleanup_closed=False,
+        use_dns_cache=options.dns_cache,
+        ttl_dns_cache=options.dns_cache_ttl_s,
     )

@@ -5,7 +5,6 @@ This is the one place where aiohttp exceptions become crawler.errors.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -15,12 +14,15 @@ from ..errors import (
     FetchError,
     NetworkError,
     RequestTimeout,
+    ProxyError,
     ResponseTooLarge,
     TlsError,
     TooManyRedirects,
 )
 from ..request import Request
 from ..response import RedirectHop, Response
+from .proxies import redact
+from .tracing import finish_timings
 
 __all__ = ["fetch"]
 
@@ -30,12 +32,22 @@ async def fetch(
     request: Request,
     max_bytes: int,
     max_redirects: int,
+    *,
+    proxy: str | None = None,
+    ssl: Any = None,
+    timings: dict[str, float] | None = None,
 ) -> Response:
-    """Fetch ``request`` with ``session``; raise a :class:`FetchError` subclass on failure."""
+    """Fetch ``request`` with ``session``; raise a :class:`FetchError` subclass on failure.
+
+    ``proxy`` and ``ssl`` are the already-resolved choices for this request;
+    ``timings`` (filled by the timing TraceConfig) ends up on ``response.timings``.
+    """
     kwargs: dict[str, Any] = {
         "allow_redirects": request.allow_redirects,
         "max_redirects": max_redirects,
     }
+    if timings is not None:
+        kwargs["trace_request_ctx"] = timings
     if request.headers:
         kwargs["headers"] = request.headers
     if request.cookies:
@@ -44,10 +56,10 @@ async def fetch(
         kwargs["data"] = request.data
     elif request.json is not None:
         kwargs["json"] = request.json
-    if request.proxy is not None:
-        kwargs["proxy"] = request.proxy
-    if request.ssl is not None:
-        kwargs["ssl"] = request.ssl
+    if proxy:
+        kwargs["proxy"] = proxy
+    if ssl is not None:
+        kwargs["ssl"] = ssl
     url = request.url
     try:
         async with session.request(request.method, request.yarl_url, **kwargs) as resp:
@@ -62,19 +74,25 @@ async def fetch(
                 history=history,
                 raw_headers=resp.raw_headers,
                 cookies=resp.cookies,
+                timings=finish_timings(timings) if timings is not None else None,
             )
     except FetchError:
         raise
     except aiohttp.TooManyRedirects as exc:
         raise TooManyRedirects(
-            f"too many redirects for {url} (more than {max_redirects}; a loop?)"
-            f" last: {_hops(exc)}",
+            f"too many redirects for {url} (more than {max_redirects}; a loop?) last: {_hops(exc)}",
             url,
         ) from None
-    except (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+    except (TimeoutError, aiohttp.ServerTimeoutError):
         raise RequestTimeout(f"timed out fetching {url}", url) from None
     except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
         raise TlsError(f"TLS failure for {url}: {_reason(exc)}", url) from None
+    except aiohttp.ClientProxyConnectionError as exc:
+        raise ProxyError(f"cannot connect to proxy {redact(proxy)} for {url}: {_reason(exc)}", url) from None
+    except aiohttp.ClientHttpProxyError as exc:
+        raise ProxyError(
+            f"proxy {redact(proxy)} refused {url}: HTTP {exc.status} {exc.message}", url
+        ) from None
     except aiohttp.ClientResponseError as exc:
         raise BadResponse(f"invalid HTTP response from {url}: {exc.message}", url) from None
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
@@ -108,17 +126,10 @@ async def _read_body(resp: aiohttp.ClientResponse, max_bytes: int, url: str) -> 
 
 
 def _reason(exc: BaseException) -> str:
-    # aiohttp messages may embed a proxy URL with credentials; strip userinfo.
-    text = str(exc) or type(exc).__name__
-    return _strip_credentials(text)
+    # aiohttp messages may embed a proxy URL with credentials.
+    return redact(str(exc) or type(exc).__name__)
 
 
 def _hops(exc: aiohttp.TooManyRedirects) -> str:
     history = getattr(exc, "history", ()) or ()
     return " -> ".join(str(h.url) for h in history[-3:]) or "?"
-
-
-def _strip_credentials(text: str) -> str:
-    import re
-
-    return re.sub(r"(?<=://)[^/@\s:]+:[^/@\s]+@", "***@", text)

@@ -2,19 +2,24 @@
 
 Sessions share one connector, so opening one is cheap; at most ``max_open`` stay
 open and the least recently used idle one is closed beyond that. A closed
-session's cookie jar is kept, so cookies survive for the whole crawl.
+session's cookie jar is kept, so cookies survive for the whole crawl. Hosts
+mapped to a Unix socket get a session of their own on a ``UnixConnector``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractCookieJar
 from publicsuffixlist import PublicSuffixList
+
+from .cookies import jar_cookies_for, make_cookie_jar, seed_cookies
 
 __all__ = ["SessionOptions", "SessionPool", "registered_domain"]
 
@@ -36,21 +41,20 @@ def registered_domain(host: str) -> str:
     return _PSL.privatesuffix(host) or host
 
 
-def make_cookie_jar(kind: str) -> aiohttp.abc.AbstractCookieJar:
-    """A cookie jar of the configured kind: strict, unsafe (IP hosts allowed) or none."""
-    if kind == "none":
-        return aiohttp.DummyCookieJar()
-    return aiohttp.CookieJar(unsafe=(kind == "unsafe"))
-
-
 @dataclass(frozen=True, slots=True)
 class SessionOptions:
     """What every new session starts with."""
 
     headers: Mapping[str, str] = field(default_factory=dict)
+    domain_headers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    cookies: Mapping[str, str] = field(default_factory=dict)
+    domain_cookies: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     cookie_jar: str = "strict"
     timeout_s: float = 30.0
     max_open: int = 256
+    unix_sockets: Mapping[str, str] = field(default_factory=dict)
+    trust_env: bool = False
+    trace_configs: Sequence[aiohttp.TraceConfig] = ()
 
 
 class _Entry:
@@ -68,59 +72,89 @@ class SessionPool:
         self._connector = connector
         self._options = options
         self._open: OrderedDict[str, _Entry] = OrderedDict()
-        self._jars: dict[str, aiohttp.abc.AbstractCookieJar] = {}
+        self._jars: dict[str, AbstractCookieJar] = {}
         self._timeout = aiohttp.ClientTimeout(total=options.timeout_s)
         self._closing: list[aiohttp.ClientSession] = []
+        self._unix = {h.lower(): path for h, path in options.unix_sockets.items()}
+        self._unix_connectors: dict[str, aiohttp.UnixConnector] = {}
+
+    def key(self, host: str) -> str:
+        """The session key of ``host``: its registered domain (or ``unix:<host>``)."""
+        if self._unix and host in self._unix:
+            return f"unix:{host}"
+        return registered_domain(host)
 
     def acquire(self, host: str) -> aiohttp.ClientSession:
         """The session for ``host``; pair every call with :meth:`release`."""
-        domain = registered_domain(host)
-        entry = self._open.get(domain)
+        key = self.key(host)
+        entry = self._open.get(key)
         if entry is None:
-            entry = self._open[domain] = _Entry(self._new_session(domain))
+            entry = self._open[key] = _Entry(self._new_session(key, host))
             if len(self._open) > self._options.max_open:
                 self._evict_idle()
         else:
-            self._open.move_to_end(domain)
+            self._open.move_to_end(key)
         entry.in_use += 1
         return entry.session
 
     def release(self, host: str) -> None:
         """The request through ``host``'s session is finished."""
-        entry = self._open.get(registered_domain(host))
+        entry = self._open.get(self.key(host))
         if entry is not None:
             entry.in_use -= 1
 
-    def cookie_jar(self, host: str) -> aiohttp.abc.AbstractCookieJar:
-        """The cookie jar of ``host``'s registered domain (created if missing)."""
-        domain = registered_domain(host)
-        jar = self._jars.get(domain)
+    def cookie_jar(self, host: str) -> AbstractCookieJar:
+        """The cookie jar of ``host``'s registered domain (created and seeded if missing)."""
+        key = self.key(host)
+        jar = self._jars.get(key)
         if jar is None:
-            jar = self._jars[domain] = make_cookie_jar(self._options.cookie_jar)
+            jar = self._jars[key] = make_cookie_jar(self._options.cookie_jar)
+            domain = key.removeprefix("unix:")
+            seed_cookies(jar, domain, self._options.cookies)
+            seed_cookies(jar, domain, self._options.domain_cookies.get(domain, {}))
         return jar
+
+    def cookies_for(self, url: str) -> dict[str, str]:
+        """The cookies the crawl would send with a request to ``url``."""
+        from yarl import URL
+
+        return jar_cookies_for(self.cookie_jar(URL(url).host or ""), url)
+
+    def jars(self) -> dict[str, AbstractCookieJar]:
+        """Every cookie jar by session key (for persisting them)."""
+        return dict(self._jars)
 
     @property
     def open_count(self) -> int:
         """How many sessions are open now."""
         return len(self._open)
 
-    def _new_session(self, domain: str) -> aiohttp.ClientSession:
+    def _new_session(self, key: str, host: str) -> aiohttp.ClientSession:
+        options = self._options
+        headers: dict[str, Any] = dict(options.headers)
+        headers.update(options.domain_headers.get(key, {}))
+        connector: aiohttp.BaseConnector = self._connector
+        if key.startswith("unix:"):
+            connector = self._unix_connectors.get(host) or self._unix_connectors.setdefault(
+                host, aiohttp.UnixConnector(path=self._unix[host])
+            )
         return aiohttp.ClientSession(
-            connector=self._connector,
+            connector=connector,
             connector_owner=False,
-            cookie_jar=self.cookie_jar(domain),
-            headers=dict(self._options.headers),
+            cookie_jar=self.cookie_jar(host),
+            headers=headers,
             timeout=self._timeout,
-            auto_decompress=True,
+            trust_env=options.trust_env,
+            trace_configs=list(options.trace_configs) or None,
         )
 
     def _evict_idle(self) -> None:
-        for domain, entry in self._open.items():
+        for key, entry in self._open.items():
             if entry.in_use == 0:
-                del self._open[domain]
-                jar = self._jars.get(domain)
+                del self._open[key]
+                jar = self._jars.get(key)
                 if jar is not None and len(jar) == 0:  # type: ignore[arg-type]
-                    del self._jars[domain]  # an empty jar costs memory and holds nothing
+                    del self._jars[key]  # an empty jar costs memory and holds nothing
                 self._closing.append(entry.session)
                 return
 
@@ -131,8 +165,11 @@ class SessionPool:
             await session.close()
 
     async def close(self) -> None:
-        """Close every session (the shared connector is closed by its owner)."""
+        """Close every session and the Unix connectors (the shared one is its owner's)."""
         await self.close_idle()
         while self._open:
             _, entry = self._open.popitem()
             await entry.session.close()
+        for connector in self._unix_connectors.values():
+            await connector.close()
+        self._unix_connectors.clear()

@@ -1,0 +1,109 @@
+"""The same job as ``bare.py``, written as an ordinary user of the framework.
+
+A ``crawler.Spider`` whose ``parse`` yields ``{"url", "title"}`` and every
+request of ``response.follow_all()``; items go to a JSON Lines file through
+``pipelines.exporter_for`` when that exists, else through a minimal orjson
+pipeline defined here. Settings: ``CONCURRENCY`` as the bare loop,
+``CONCURRENCY_PER_HOST`` high enough not to be the limit, no progress lines,
+``RESOLVE`` pointing the site's hosts at loopback. Run by ``run.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Any
+
+import orjson
+
+from measure import Window, child_args
+
+CONFIG, PROFILE = child_args()
+# The checkout whose crawler/ and pipelines/ are measured (run.py --root), else this repo.
+sys.path.insert(1, CONFIG.get("root") or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from crawler import Crawler, Settings, Spider  # noqa: E402
+
+
+class BenchSpider(Spider):
+    """Title of every page, follow every link."""
+
+    name = "bench"
+
+    async def parse(self, response):  # type: ignore[no-untyped-def]
+        title = response.css_first("title")
+        yield {"url": response.url, "title": title.text() if title is not None else None}
+        for request in response.follow_all():
+            yield request
+
+
+class JsonLinesFile:
+    """Minimal JSON Lines pipeline (used only if pipelines.exporter_for is missing)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file: Any = None
+
+    def open(self, spider: Spider) -> None:
+        self._file = open(self.path, "wb", buffering=1 << 16)  # noqa: SIM115
+
+    def process_item(self, item: Any, spider: Spider) -> Any:
+        self._file.write(orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE))
+        return item
+
+    def close(self, spider: Spider) -> None:
+        self._file.close()
+
+
+def exporter(path: str) -> tuple[Any, str]:
+    """(pipeline, description): the project's exporter if there is one."""
+    try:
+        from pipelines import exporter_for  # type: ignore[attr-defined]
+    except ImportError:
+        return JsonLinesFile(path), "bench/framework.py:JsonLinesFile"
+    return exporter_for(path, overwrite=True), "pipelines.exporter_for"
+
+
+def crawler_origin() -> str:
+    import crawler
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(crawler.__file__)))
+
+
+async def crawl(config: dict[str, Any]) -> dict[str, Any]:
+    spider = BenchSpider(start_urls=config["start_urls"], allowed_domains=config["hosts"])
+    settings = Settings.build(
+        (
+            "bench",
+            {
+                "CONCURRENCY": config["concurrency"],
+                "CONCURRENCY_PER_HOST": config["per_host"],
+                "PROGRESS_INTERVAL": 0,
+                "RESOLVE": {host: config["ip"] for host in config["hosts"]},
+                "LOG_LEVEL": "WARNING",
+            },
+        )
+    )
+    pipeline, pipeline_name = exporter(config["out"])
+    result = await Crawler(spider, settings, pipelines=[pipeline]).run()
+    stats = result.stats
+    failures = sum(v for k, v in stats.items() if k.startswith("failures/"))
+    return {
+        "pages": stats.get("pages", 0),
+        "items": stats.get("items", 0),
+        "errors": failures + stats.get("callback_errors", 0) + stats.get("internal_errors", 0),
+        "finish_reason": result.finish_reason,
+        "exporter": pipeline_name,
+        "crawler_root": crawler_origin(),
+    }
+
+
+def main() -> None:
+    with Window(PROFILE) as window:
+        result = asyncio.run(crawl(CONFIG))
+    window.report(impl="framework", **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m crawler`` is the ``crawl`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,39 @@
+"""The ``crawl`` command.
+
+Exit codes (stable; schedulers and scripts depend on them):
+
+====  =====================================================================
+code  meaning
+====  =====================================================================
+0     the crawl finished (the frontier ran dry, or MAX_PAGES was reached)
+1     an unexpected internal error (a bug: please report it)
+2     usage or configuration error (bad option, unknown or bad setting)
+3     the spider TARGET cannot be found, imported or created
+130   interrupted (SIGINT/SIGTERM): pipelines were flushed, stats printed
+====  =====================================================================
+"""
+
+from __future__ import annotations
+
+import click
+
+from .listing import list_command
+from .run import run_command
+
+__all__ = ["EXIT_CONFIG", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SPIDER", "main"]
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_CONFIG = 2
+EXIT_SPIDER = 3
+EXIT_INTERRUPTED = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="crawler")
+def main() -> None:
+    """crawler: run spiders and crawl jobs."""
+
+
+main.add_command(run_command)
+main.add_command(list_command)

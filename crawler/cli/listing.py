@@ -1,0 +1,29 @@
+"""``crawl list``: the spiders this project can run, and where they come from."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import ConfigError
+from .loader import discover_spiders
+from .project import load_project
+
+__all__ = ["list_command"]
+
+
+@click.command("list")
+def list_command() -> None:
+    """List spider names and where they come from."""
+    from . import EXIT_CONFIG, EXIT_SPIDER
+
+    try:
+        project = load_project()
+        refs = discover_spiders(project.spider_modules, project.root)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = EXIT_SPIDER if type(exc).__name__ == "SpiderLoadError" else EXIT_CONFIG
+        sys.exit(code)
+    for ref in sorted(refs, key=lambda r: r.name):
+        click.echo(f"{ref.name}\t{ref.cls.__module__}.{ref.cls.__qualname__}\t{ref.origin}")

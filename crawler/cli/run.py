@@ -1,0 +1,154 @@
+"""``crawl run TARGET``: run one spider with outputs, arguments and settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from ..engine import Crawler, CrawlResult
+from ..errors import ConfigError, SettingsError, SpiderLoadError
+from ..settings import Settings
+from ..spider import Spider
+from ..stats import Stats
+from .loader import load_spider_class
+from .logs import setup_logging
+from .project import load_project
+
+__all__ = ["run_command"]
+
+logger = logging.getLogger("crawler.cli")
+
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    result = {}
+    for value in values:
+        name, sep, item = value.partition("=")
+        if not sep or not name.strip():
+            raise click.UsageError(f"{option} expects NAME=VALUE, got {value!r}")
+        result[name.strip()] = item
+    return result
+
+
+@click.command("run")
+@click.argument("target")
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="FILE",
+    help="Append items to FILE (.jsonl/.jl, .csv, .json, .db/.sqlite; - = stdout).",
+)
+@click.option(
+    "-O",
+    "--overwrite-output",
+    "overwrites",
+    multiple=True,
+    metavar="FILE",
+    help="Write items to FILE, replacing it.",
+)
+@click.option(
+    "-a",
+    "arguments",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Spider argument (becomes a spider attribute).",
+)
+@click.option("-s", "set_settings", multiple=True, metavar="NAME=VALUE", help="Override a setting.")
+@click.option("-L", "--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR.")
+@click.option(
+    "--stats",
+    "stats_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the final stats as JSON to this file.",
+)
+def run_command(
+    target: str,
+    outputs: tuple[str, ...],
+    overwrites: tuple[str, ...],
+    arguments: tuple[str, ...],
+    set_settings: tuple[str, ...],
+    log_level: str | None,
+    stats_file: str | None,
+) -> None:
+    """Run the spider TARGET: a spider name, a module:Class, or a path to a .py file."""
+    from . import EXIT_CONFIG, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SPIDER
+
+    cli_settings = _pairs(set_settings, "-s")
+    if log_level:
+        cli_settings["LOG_LEVEL"] = log_level
+    spider_args = _pairs(arguments, "-a")
+    setup_logging("INFO")  # until the settings (and their LOG_LEVEL) are validated
+    try:
+        project = load_project()
+        spider_cls = load_spider_class(target, project.spider_modules, project.root)
+        settings = Settings.build(
+            (project.source, project.settings),
+            (f"{spider_cls.__name__}.settings", dict(spider_cls.settings)),
+            ("-s", cli_settings),
+        )
+        setup_logging(settings.LOG_LEVEL)
+        try:
+            spider = spider_cls(**spider_args)
+        except Exception as exc:
+            raise SpiderLoadError(f"cannot create spider {spider_cls.__name__}: {exc}") from exc
+        exporters = _exporters(outputs, overwrites)
+    except SpiderLoadError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_SPIDER)
+    except (ConfigError, SettingsError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+    try:
+        result = asyncio.run(_crawl(spider, settings, exporters))
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except Exception:
+        logger.exception("crawl aborted by an internal error")
+        sys.exit(EXIT_INTERNAL)
+    click.echo(Stats.summary(result.stats), err=True)
+    if stats_file:
+        Path(stats_file).write_bytes(orjson.dumps(result.stats, option=orjson.OPT_INDENT_2))
+    sys.exit(EXIT_INTERRUPTED if result.interrupted else EXIT_OK)
+
+
+def _exporters(outputs: tuple[str, ...], overwrites: tuple[str, ...]) -> list[Any]:
+    if not outputs and not overwrites:
+        return []
+    from pipelines import exporter_for
+
+    return [exporter_for(path, overwrite=False) for path in outputs] + [
+        exporter_for(path, overwrite=True) for path in overwrites
+    ]
+
+
+async def _crawl(spider: Spider, settings: Settings, exporters: list[Any]) -> CrawlResult:
+    crawler = Crawler(spider, settings, pipelines=exporters)
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signame: str) -> None:
+        logger.warning("received %s: finishing requests in flight (again to stop at once)", signame)
+        crawler.request_stop("interrupted")
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig.name)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        return await crawler.run()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,55 @@
+"""Built-in item pipelines: exporters to JSON Lines, CSV, JSON and SQLite.
+
+Every exporter is an :class:`crawler.ItemPipeline` that buffers serialized
+items in memory and writes them in batches off the event loop.
+``exporter_for(path)`` picks one by the file's extension.
+"""
+
+from __future__ import annotations
+
+import os
+
+from crawler import ItemPipeline
+from crawler.errors import ConfigError
+
+from .csvfile import CsvExporter
+from .jsonarray import JsonArrayExporter
+from .jsonlines import JsonLinesExporter
+from .sqlite import SqliteExporter
+
+__all__ = [
+    "CsvExporter",
+    "JsonArrayExporter",
+    "JsonLinesExporter",
+    "SqliteExporter",
+    "exporter_for",
+]
+
+_BY_EXTENSION: dict[str, type[JsonLinesExporter | CsvExporter | JsonArrayExporter]] = {
+    ".jsonl": JsonLinesExporter,
+    ".jl": JsonLinesExporter,
+    ".csv": CsvExporter,
+    ".json": JsonArrayExporter,
+}
+_SQLITE_EXTENSIONS = (".db", ".sqlite", ".sqlite3")
+
+
+def exporter_for(path: str | os.PathLike[str], overwrite: bool = False) -> ItemPipeline:
+    """The exporter for ``path`` by its extension (``"-"`` is JSON Lines on stdout).
+
+    Raises ConfigError for an extension no exporter handles.
+    """
+    text = os.fspath(path)
+    if text == "-":
+        return JsonLinesExporter(text, overwrite=overwrite)
+    extension = os.path.splitext(text)[1].lower()
+    if extension in _SQLITE_EXTENSIONS:
+        return SqliteExporter(text, overwrite=overwrite)
+    exporter = _BY_EXTENSION.get(extension)
+    if exporter is None:
+        supported = ", ".join([*_BY_EXTENSION, *_SQLITE_EXTENSIONS])
+        raise ConfigError(
+            f"no exporter for output {text!r}: unsupported extension {extension or '(none)'!r};"
+            f" use one of {supported}, or '-' for JSON Lines on stdout"
+        )
+    return exporter(text, overwrite=overwrite)

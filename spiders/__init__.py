@@ -1,0 +1,8 @@
+"""Ready-made spiders, runnable by name from the CLI (``crawl list`` shows them).
+
+They use only crawler's public API.
+"""
+
+from .links import LinkSpider
+
+__all__ = ["LinkSpider"]
