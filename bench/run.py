@@ -28,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -71,12 +72,22 @@ def site_call(info: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def run_child(impl: str, config: dict[str, Any], cpu: int | None,
-              profile: str | None) -> dict[str, Any]:
+              profile: str | None, py_spy: str | None = None) -> dict[str, Any]:
     """Run one crawl in a fresh process; its own report plus what wait4 saw."""
     cmd = [sys.executable, str(HERE / f"{impl}.py"), "--config", json.dumps(config)]
     if profile:
         cmd += ["--pyinstrument", profile]
-    preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    cpus = {cpu} if cpu is not None else None
+    if py_spy:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        taskset = shutil.which("taskset")
+        if cpu is not None and taskset:
+            # the crawler alone on its CPU; py-spy's sampling runs on the others
+            cmd = [taskset, "-c", str(cpu), *cmd]
+            cpus = (set(os.sched_getaffinity(0)) - {cpu}) or {cpu}
+        cmd = [spy, "record", "--rate", "1000", "--format", "raw", "--nonblocking",
+               "--output", py_spy, "--", *cmd]
+    preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus is not None else None
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=preexec)
     assert proc.stdout is not None
@@ -86,7 +97,10 @@ def run_child(impl: str, config: dict[str, Any], cpu: int | None,
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{impl} exited with {proc.returncode}")
-    report = json.loads(output.strip().splitlines()[-1])
+    lines = [line for line in output.splitlines() if line.startswith("{")]  # py-spy talks too
+    if not lines:
+        raise SystemExit(f"{impl} printed no report: {output!r:.300}")
+    report = json.loads(lines[-1])
     report.update(
         process_wall_s=round(wall, 4),
         process_cpu_s=round(usage.ru_utime + usage.ru_stime, 4),
@@ -111,7 +125,8 @@ def check_output(path: str, pages: int) -> dict[str, Any]:
 
 
 def one_run(impl: str, args: argparse.Namespace, info: dict[str, Any], workdir: str,
-            run: int, cpu: int | None, profile: str | None = None) -> dict[str, Any]:
+            run: int, cpu: int | None, profile: str | None = None,
+            py_spy: str | None = None) -> dict[str, Any]:
     out = os.path.join(workdir, f"{impl}-{run}.jsonl")
     config = {
         "start_urls": info["start_urls"],
@@ -123,7 +138,7 @@ def one_run(impl: str, args: argparse.Namespace, info: dict[str, Any], workdir: 
         "root": os.path.abspath(args.root) if args.root else None,
     }
     site_call(info, "/__bench/reset")
-    report = run_child(impl, config, cpu, profile)
+    report = run_child(impl, config, cpu, profile, py_spy)
     site = site_call(info, "/__bench/stats")
     report["site"] = site
     report["output"] = check_output(out, args.pages)
@@ -203,6 +218,8 @@ def main() -> int:
                         help="after the timed runs, one pyinstrument-profiled run each, into DIR")
     parser.add_argument("--root", default=None,
                         help="measure the crawler/ and pipelines/ in this checkout (default: this repo)")
+    parser.add_argument("--py-spy", metavar="DIR", default=None,
+                        help="after the timed runs, one py-spy-sampled run each (collapsed stacks) into DIR")
     parser.add_argument("--out", default=None, help="JSON results file (default: in the temp dir)")
     args = parser.parse_args()
 
@@ -234,6 +251,12 @@ def main() -> int:
                     prefix = os.path.join(os.path.abspath(args.profile), impl)
                     one_run(impl, args, info, workdir, 99, crawl_cpu, profile=prefix)
                     print(f"profile of {impl}: {prefix}.txt, {prefix}.html", file=sys.stderr)
+            if args.py_spy:
+                os.makedirs(args.py_spy, exist_ok=True)
+                for impl in impls:
+                    path = os.path.join(os.path.abspath(args.py_spy), f"{impl}.folded")
+                    one_run(impl, args, info, workdir, 97, crawl_cpu, py_spy=path)
+                    print(f"py-spy samples of {impl}: {path} (collapsed stacks)", file=sys.stderr)
     finally:
         site.terminate()
         site.wait()

@@ -11,7 +11,8 @@ of the link graph comes from a seeded ``random.Random``.
 The server is a bare asyncio ``Protocol`` speaking just enough HTTP/1.1
 (keep-alive GETs, routing on the Host header) to serve pre-rendered bytes, so
 it spends as little CPU as possible: the crawler under test, not the server,
-must be the bottleneck. ``/__bench/stats`` and ``/__bench/reset`` (any host)
+must be the bottleneck. Every host serves a permissive ``/robots.txt``.
+``/__bench/stats`` and ``/__bench/reset`` (any host)
 report and reset how many pages were served, how many of them more than once
 and how many requests missed.
 
@@ -175,6 +176,7 @@ class SiteState:
         self.served = 0
         self.unique = 0
         self.not_found = 0
+        self.robots = 0
         self.started = time.monotonic()
         self.cpu_started = time.process_time()
 
@@ -184,12 +186,20 @@ class SiteState:
             "unique": self.unique,
             "repeated": self.served - self.unique,
             "not_found": self.not_found,
+            "robots_txt": self.robots,
             "pages": self.shape.pages,
             "server_cpu_s": round(time.process_time() - self.cpu_started, 4),
             "since_reset_s": round(time.monotonic() - self.started, 4),
         }
 
 
+_ROBOTS_BODY = b"User-agent: *\nDisallow: /private/\n"
+_ROBOTS = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+    + str(len(_ROBOTS_BODY)).encode()
+    + b"\r\n\r\n"
+    + _ROBOTS_BODY
+)
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nnot found"
 
 
@@ -253,6 +263,9 @@ class SiteProtocol(asyncio.Protocol):
                 state.hits[page] = 1
                 state.unique += 1
             return state.responses[page]
+        if target == b"/robots.txt":
+            state.robots += 1
+            return [_ROBOTS]
         if target == b"/__bench/stats":
             return [_json_response(state.stats())]
         if target == b"/__bench/reset":

@@ -12,13 +12,17 @@ from typing import Any
 
 from .clock import Clock, MonotonicClock
 from .downloader import UNLIMITED_WORKERS, Downloader, DownloaderOptions
+from .downloader.rotation import BanRules, ProxyPool, load_proxy_list
 from .frontier.base import Frontier, PolitenessPolicy
 from .frontier.memory import MemoryFrontier
 from .pipeline import PipelineChain
 from .request import Request
+from .retry import RetryPolicy
+from .robots import RobotsCache
 from .settings import Settings
 from .spider import Spider
 from .stats import Stats
+from .throttle import AutoThrottle
 from .worker import RequestProcessor
 
 __all__ = ["CrawlResult", "Crawler"]
@@ -60,19 +64,32 @@ class Crawler:
         self.settings = settings or Settings.build(("spider settings", spider.settings))
         self.clock = clock or MonotonicClock()
         self.stats = Stats()
-        self.frontier: Frontier = frontier or MemoryFrontier(
-            PolitenessPolicy(
-                per_host=self.settings.CONCURRENCY_PER_HOST,
-                delay_s=self.settings.DOWNLOAD_DELAY,
-            ),
-            self.clock,
+        self.policy = PolitenessPolicy(
+            per_host=self.settings.CONCURRENCY_PER_HOST,
+            delay_s=self.settings.DOWNLOAD_DELAY,
+            jitter=self.settings.DOWNLOAD_DELAY_JITTER,
+            host_delays={h.lower(): d for h, d in self.settings.HOST_DELAYS.items()},
         )
+        self.frontier: Frontier = frontier or MemoryFrontier(self.policy, self.clock)
         self.pipelines = PipelineChain([*self.settings.PIPELINES, *pipelines])
         self._workers: list[asyncio.Task[None]] = []
         self._leased = 0
         self._finish_reason: str | None = None
         self._force_timer: asyncio.TimerHandle | None = None
         self.downloader: Downloader | None = None
+        self.robots: RobotsCache | None = None
+        proxy_urls = load_proxy_list(self.settings.PROXIES, self.settings.PROXY_FILE)
+        self.proxies = (
+            ProxyPool(
+                proxy_urls,
+                self.clock,
+                strategy=self.settings.PROXY_ROTATION,
+                cooldown_s=self.settings.PROXY_BAN_COOLDOWN,
+                max_bans=self.settings.PROXY_MAX_BANS,
+            )
+            if proxy_urls
+            else None
+        )
 
     def request_stop(self, reason: str = "interrupted", force: bool = False) -> None:
         """Stop taking new requests; in-flight ones get ``SHUTDOWN_TIMEOUT`` seconds.
@@ -114,7 +131,22 @@ class Crawler:
             await self.pipelines.open(spider)
             await spider.open()
             processor = RequestProcessor(
-                spider, self.frontier, downloader, self.pipelines, self.stats, settings.DEPTH_LIMIT
+                spider,
+                self.frontier,
+                downloader,
+                self.pipelines,
+                self.stats,
+                settings.DEPTH_LIMIT,
+                retry=RetryPolicy.from_settings(settings),
+                robots=self._robots(downloader),
+                throttle=self._throttle(),
+                policy=self.policy,
+                proxies=self.proxies,
+                bans=BanRules.build(
+                    settings.BAN_STATUS_CODES,
+                    settings.BAN_BODY_PATTERNS,
+                    settings.BAN_ON_NETWORK_ERROR,
+                ),
             )
             logger.info("[%s] crawl started", spider.name)
             try:
@@ -131,6 +163,31 @@ class Crawler:
                     self.stats.finish(self._finish_reason or "cancelled")
         return CrawlResult(self.stats.values["finish_reason"], self.stats.snapshot())
 
+    def _robots(self, downloader: Downloader) -> RobotsCache | None:
+        settings = self.settings
+        if not settings.ROBOTSTXT_OBEY:
+            return None
+        self.robots = RobotsCache(
+            downloader.fetch,
+            settings.USER_AGENT,
+            self.clock,
+            retry_s=settings.ROBOTSTXT_RETRY_S,
+            max_failures=settings.ROBOTSTXT_MAX_FAILURES,
+            max_delay_s=settings.ROBOTSTXT_MAX_DELAY,
+        )
+        return self.robots
+
+    def _throttle(self) -> AutoThrottle | None:
+        settings = self.settings
+        if not settings.AUTOTHROTTLE:
+            return None
+        return AutoThrottle(
+            start_delay_s=settings.AUTOTHROTTLE_START_DELAY,
+            max_delay_s=settings.AUTOTHROTTLE_MAX_DELAY,
+            target_concurrency=settings.AUTOTHROTTLE_TARGET_CONCURRENCY,
+            default_floor_s=settings.DOWNLOAD_DELAY,
+        )
+
     async def _close_spider(self) -> None:
         reason = self._finish_reason or "finished"
         try:
@@ -140,6 +197,8 @@ class Crawler:
                 await self.spider.close(reason)
             except Exception:
                 logger.exception("[%s] spider.close() failed", self.spider.name)
+            if self.proxies is not None:
+                self.stats.set_value("proxies", self.proxies.snapshot())
             if self.downloader is not None:
                 for key, value in self.downloader.timings.summary().items():
                     self.stats.set_value(key, value)

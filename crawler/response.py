@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -17,6 +18,9 @@ from .errors import InvalidRequest
 from .request import Request
 
 __all__ = ["RedirectHop", "Response"]
+
+_BASE_OR_BODY = re.compile(rb"<(base|body)[\s/>]", re.IGNORECASE)
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +118,13 @@ class Response:
         self._encoding, self._text = html_to_unicode(self.headers.get("Content-Type"), self.body)
 
     def json(self) -> Any:
-        """The body parsed as JSON."""
-        return orjson.loads(self.body)
+        """The body parsed as JSON (UTF-8; a BOM or another declared charset is decoded first)."""
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            if self.encoding == "utf-8" and not self.body.startswith(_UTF8_BOM):
+                raise
+            return orjson.loads(self.text)
 
     @property
     def selector(self) -> LexborHTMLParser:
@@ -135,7 +144,9 @@ class Response:
     def _base_url(self) -> URL:
         if self._base is None:
             self._base = self._url
-            if self.body and b"<base" in self.body[:4096].lower():
+            # <base> lives in <head>: scan only up to <body> (cheap), however long <head> is.
+            found = _BASE_OR_BODY.search(self.body) if self.body else None
+            if found is not None and found.group(1).lower() == b"base":
                 node = self.css_first("base[href]")
                 href = node.attributes.get("href") if node is not None else None
                 if href:

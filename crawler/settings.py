@@ -43,6 +43,46 @@ class Settings:
     DOWNLOAD_DELAY: float = _setting(
         0.0, "Seconds between the starts of two requests to the same host.", minimum=0
     )
+    DOWNLOAD_DELAY_JITTER: float = _setting(
+        0.0,
+        "Randomise each delay by this fraction: 0.5 gives 0.5x..1.5x DOWNLOAD_DELAY.",
+        minimum=0,
+    )
+    HOST_DELAYS: dict[str, float] = _setting(
+        {}, "Per-host DOWNLOAD_DELAY overrides: {host: seconds}."
+    )
+    ROBOTSTXT_OBEY: bool = _setting(True, "Fetch and obey robots.txt (Protego) for every host.")
+    ROBOTSTXT_RETRY_S: float = _setting(
+        60.0,
+        "Seconds before retrying a robots.txt that answered 5xx or was unreachable.",
+        minimum=0,
+    )
+    ROBOTSTXT_MAX_FAILURES: int = _setting(
+        3, "Failed robots.txt tries before a host's requests are dropped.", minimum=1
+    )
+    ROBOTSTXT_MAX_DELAY: float = _setting(
+        60.0, "Cap on a robots.txt Crawl-delay / Request-rate delay (seconds).", minimum=0
+    )
+    AUTOTHROTTLE: bool = _setting(False, "Adapt each host's delay to its latency and 429/503s.")
+    AUTOTHROTTLE_START_DELAY: float = _setting(1.0, "AutoThrottle's first delay.", minimum=0)
+    AUTOTHROTTLE_MAX_DELAY: float = _setting(60.0, "AutoThrottle's highest delay.", minimum=0)
+    AUTOTHROTTLE_TARGET_CONCURRENCY: float = _setting(
+        1.0, "Requests AutoThrottle aims to have in flight per host.", minimum=0.01
+    )
+    RETRY_TIMES: int = _setting(
+        2, "Retries of a transient failure (meta max_retry_times).", minimum=0
+    )
+    RETRY_HTTP_CODES: list[int] = _setting(
+        [408, 429, 500, 502, 503, 504], "Response statuses that are retried."
+    )
+    RETRY_BACKOFF_BASE: float = _setting(
+        0.5, "First retry delay (seconds); doubles each try, with jitter.", minimum=0
+    )
+    RETRY_BACKOFF_MAX: float = _setting(60.0, "Longest back-off between retries.", minimum=0)
+    RETRY_AFTER_MAX: float = _setting(300.0, "Cap on a server's Retry-After (seconds).", minimum=0)
+    RETRY_NON_IDEMPOTENT: bool = _setting(
+        False, "Also retry POST/PATCH (meta retry_non_idempotent per request)."
+    )
     DEPTH_LIMIT: int = _setting(
         0, "Maximum link depth from a start request (0 = unlimited).", minimum=0
     )
@@ -81,13 +121,37 @@ class Settings:
         {}, "Send requests for these hosts over Unix sockets: {host: socket path}."
     )
     SSL_VERIFY: bool = _setting(True, "Verify TLS certificates (False is logged loudly).")
-    SSL_CA_BUNDLE: str = _setting("", "PEM file of CA certificates to trust instead of the system's.")
+    SSL_CA_BUNDLE: str = _setting(
+        "", "PEM file of CA certificates to trust instead of the system's."
+    )
     SSL_CLIENT_CERT: str = _setting("", "PEM client certificate (may include the key).")
     SSL_CLIENT_KEY: str = _setting("", "PEM private key of SSL_CLIENT_CERT, if separate.")
     DOMAIN_SSL: dict[str, Any] = _setting(
         {}, "Per registered domain TLS: {domain: false (no verification) | 'ca-bundle.pem'}."
     )
-    PROXY: str = _setting("", "Default proxy URL, credentials in the URL: http://user:pass@host:port.")
+    PROXY: str = _setting(
+        "", "Default proxy URL, credentials in the URL: http://user:pass@host:port."
+    )
+    PROXIES: list[str] = _setting(
+        [], "A pool of proxy URLs to rotate (else PROXY_FILE, else the PROXIES env variable)."
+    )
+    PROXY_FILE: str = _setting("", "File with one proxy URL per line (# comments allowed).")
+    PROXY_ROTATION: str = _setting(
+        "round_robin",
+        "How a proxy is chosen: round_robin, random, or sticky (per domain, with its cookies).",
+        choices=("round_robin", "random", "sticky"),
+    )
+    BAN_STATUS_CODES: list[int] = _setting([403, 429], "Statuses meaning 'this proxy is banned'.")
+    BAN_BODY_PATTERNS: list[str] = _setting(
+        [], "Regexes on the body meaning 'banned' (e.g. a captcha marker)."
+    )
+    BAN_ON_NETWORK_ERROR: bool = _setting(
+        True, "Count connection failures through a proxy as a ban of that proxy."
+    )
+    PROXY_BAN_COOLDOWN: float = _setting(
+        60.0, "Seconds a banned proxy rests for that domain (doubles per ban).", minimum=0
+    )
+    PROXY_MAX_BANS: int = _setting(5, "Bans after which a proxy is retired.", minimum=1)
     TRUST_ENV: bool = _setting(
         False, "Read HTTP_PROXY/HTTPS_PROXY/NO_PROXY (and .netrc) from the environment."
     )
@@ -166,7 +230,12 @@ def _coerce(spec: Any, value: Any, source: str) -> Any:
     kind = _kind(spec.type)
     where = f"{name}={value!r} ({source})"
     try:
-        converted = _CONVERTERS[kind](value)
+        converted: Any = _CONVERTERS[kind](value)
+        text = str(spec.type)
+        if text == "list[int]":
+            converted = [_to_int(v) for v in converted]
+        elif text == "dict[str, float]":
+            converted = {k: _to_float(v) for k, v in converted.items()}
     except (ValueError, TypeError) as exc:
         raise SettingsError(f"bad value {where}: {exc}") from None
     minimum = spec.metadata["minimum"]

@@ -42,11 +42,14 @@ class SiteServer:
 
     A page is HTML text, bytes, or an aiohttp handler ``async (request) -> response``.
     Unknown paths answer 404. Use ``async with SiteServer(pages) as server``.
+    ``requests`` lists every request but those for ``/robots.txt``, which go to
+    ``robots_requests``.
     """
 
     pages: dict[str, dict[str, Page]]
     host: str = "127.0.0.1"
     requests: list[SeenRequest] = field(default_factory=list)
+    robots_requests: list[SeenRequest] = field(default_factory=list)
     max_concurrency: dict[str, int] = field(default_factory=dict)
     port: int = 0
     _active: dict[str, int] = field(default_factory=dict)
@@ -84,9 +87,11 @@ class SiteServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         host = (request.host or "").rsplit(":", 1)[0].lower()
         body = await request.read()
-        self.requests.append(
-            SeenRequest(host, request.path_qs, request.method, dict(request.headers), body)
-        )
+        seen = SeenRequest(host, request.path_qs, request.method, dict(request.headers), body)
+        if request.path == "/robots.txt":
+            self.robots_requests.append(seen)  # kept apart: most tests count only pages
+        else:
+            self.requests.append(seen)
         active = self._active[host] = self._active.get(host, 0) + 1
         self.max_concurrency[host] = max(self.max_concurrency.get(host, 0), active)
         try:

@@ -10,15 +10,19 @@ from typing import Any
 from itemadapter import is_item
 from yarl import URL
 
-from .downloader import Downloader
-from .errors import CrawlerError, DropItem, FetchError, HttpError
+from .downloader import Downloader, redact, registered_domain
+from .downloader.rotation import BanRules, ProxyPool
+from .errors import CrawlerError, DropItem, FetchError, HttpError, NetworkError, ProxyError
 from .fingerprint import url_fingerprint
-from .frontier.base import Frontier, Lease
+from .frontier.base import Frontier, Lease, PolitenessPolicy
 from .pipeline import PipelineChain
 from .request import Request
 from .response import Response
+from .retry import RetryDecision, RetryPolicy
+from .robots import RobotsCache, Verdict
 from .spider import Spider
 from .stats import Stats
+from .throttle import AutoThrottle
 
 __all__ = ["OffsitePolicy", "RequestProcessor"]
 
@@ -58,6 +62,12 @@ class RequestProcessor:
         pipelines: PipelineChain,
         stats: Stats,
         depth_limit: int,
+        retry: RetryPolicy | None = None,
+        robots: RobotsCache | None = None,
+        throttle: AutoThrottle | None = None,
+        policy: PolitenessPolicy | None = None,
+        proxies: ProxyPool | None = None,
+        bans: BanRules | None = None,
     ) -> None:
         self.spider = spider
         self.frontier = frontier
@@ -65,8 +75,16 @@ class RequestProcessor:
         self.pipelines = pipelines
         self.stats = stats
         self.depth_limit = depth_limit
+        self.retry = retry or RetryPolicy(times=0)
+        self.robots = robots
+        self.throttle = throttle
         self.offsite = OffsitePolicy(spider.allowed_domains)
         self._allowed_status = frozenset(spider.handle_httpstatus_list)
+        self._robots_delay_applied: set[str] = set()
+        self.policy = policy or PolitenessPolicy()
+        self.proxies = proxies if proxies else None
+        self.bans = bans or BanRules()
+        self.max_ban_retries = max(3, 2 * len(proxies)) if proxies else 0
 
     async def seed(self, requests: Sequence[Request]) -> None:
         """Push start requests (offsite ones are dropped and counted)."""
@@ -76,17 +94,43 @@ class RequestProcessor:
         """Fetch a leased request, run its callback and give the lease back."""
         request = lease.request
         stats = self.stats
+        if self.robots is not None and not await self._robots_allow(lease):
+            return
+        proxy = None
+        if self.proxies is not None and request.proxy is None:
+            proxy = await self._choose_proxy(lease)
+            if proxy is None:
+                return
         try:
-            response = await self.downloader.fetch(request)
+            response = await self.downloader.fetch(request, proxy)
         except FetchError as exc:
-            stats.inc(f"failures/{exc.kind}")
-            logger.warning("[%s] %s", self.spider.name, exc)
-            await self._run_errback(request, exc)
-            await self.frontier.fail(lease, exc.kind)
+            if proxy is not None and self.bans.network_errors and isinstance(exc, NetworkError):
+                await self._banned(lease, proxy, exc.kind)
+                return
+            decision = self.retry.for_error(request, exc)
+            if decision is not None:
+                await self._retry(lease, decision)
+                return
+            await self._give_up(lease, exc)
             return
         stats.inc("pages")
         stats.inc(f"status/{response.status}")
         stats.inc("bytes", len(response.body))
+        if proxy is not None:
+            assert self.proxies is not None
+            if self.bans.is_ban(response.status, response.body):
+                await self._banned(lease, proxy, f"http_{response.status}")
+                return
+            self.proxies.success(proxy, registered_domain(lease.host))
+        if self.throttle is not None:
+            await self._adapt_delay(lease.host, response)
+        if response.status >= 400:
+            decision = self.retry.for_status(
+                request, response.status, response.headers.get("Retry-After")
+            )
+            if decision is not None:
+                await self._retry(lease, decision)
+                return
         if response.history and not await self._first_visit(response):
             stats.inc("duplicates/redirect")
             await self.frontier.ack(lease)
@@ -95,14 +139,115 @@ class RequestProcessor:
             error = HttpError(
                 f"ignoring HTTP {response.status} from {response.url}", response.url, response
             )
-            stats.inc(f"failures/{error.kind}")
-            logger.info("[%s] %s", self.spider.name, error)
-            await self._run_errback(request, error)
-            await self.frontier.fail(lease, error.kind)
+            await self._give_up(lease, error, level=logging.INFO)
             return
         callback = request.callback or self.spider.parse
         await self._run_callback(callback, response, request, "callback")
         await self.frontier.ack(lease)
+
+    async def _give_up(self, lease: Lease, error: FetchError, level: int = logging.WARNING) -> None:
+        """The request finally failed: count it by kind, run its errback, record the failure."""
+        self.stats.inc(f"failures/{error.kind}")
+        retries = lease.request.meta.get("retry_times", 0)
+        suffix = f" (after {retries} retries)" if retries else ""
+        logger.log(level, "[%s] %s%s", self.spider.name, error, suffix)
+        await self._run_errback(lease.request, error)
+        await self.frontier.fail(lease, error.kind)
+
+    async def _retry(self, lease: Lease, decision: RetryDecision) -> None:
+        """Send the request back to the frontier to be tried again after the decided delay."""
+        request = lease.request
+        request.meta["retry_times"] = request.meta.get("retry_times", 0) + 1
+        self.stats.inc("retries")
+        self.stats.inc(f"retries/{decision.reason}")
+        logger.debug(
+            "[%s] retrying %s in %.2fs (%s, try %d)",
+            self.spider.name,
+            request.url,
+            decision.delay_s,
+            decision.reason,
+            request.meta["retry_times"],
+        )
+        if decision.hold_host:
+            await self.frontier.hold_host(lease.host, decision.delay_s)
+        await self.frontier.retry(lease, decision.delay_s)
+
+    async def _choose_proxy(self, lease: Lease) -> str | None:
+        """A proxy for this request; None means the lease went back to wait for one."""
+        assert self.proxies is not None
+        proxy, wait_s = self.proxies.choose(registered_domain(lease.host))
+        if proxy is not None:
+            return proxy
+        if wait_s < 0:
+            error = ProxyError(f"every proxy is retired; cannot fetch {lease.request.url}")
+            await self._give_up(lease, error)
+            return None
+        self.stats.inc("proxies/waits")
+        await self.frontier.retry(lease, wait_s)  # every proxy is cooling down here: wait
+        return None
+
+    async def _banned(self, lease: Lease, proxy: str, reason: str) -> None:
+        """The proxy is banned for this domain: bench it and try the request through another."""
+        assert self.proxies is not None
+        request = lease.request
+        domain = registered_domain(lease.host)
+        self.stats.inc("proxies/bans")
+        self.stats.inc(f"proxies/bans/{reason}")
+        logger.info(
+            "[%s] proxy %s banned for %s (%s)", self.spider.name, redact(proxy), domain, reason
+        )
+        if self.proxies.ban(proxy, domain):
+            self.downloader.sessions.clear_cookies(lease.host)  # sticky: a new identity
+        tries = request.meta["ban_retries"] = request.meta.get("ban_retries", 0) + 1
+        if tries > self.max_ban_retries:
+            error = ProxyError(f"{request.url} was refused through {tries} proxies ({reason})")
+            await self._give_up(lease, error)
+            return
+        await self.frontier.retry(lease, 0.0)
+
+    async def _robots_allow(self, lease: Lease) -> bool:
+        """Check robots.txt; a False answer means the lease has already been given back."""
+        assert self.robots is not None
+        request = lease.request
+        verdict = await self.robots.check(request)
+        host = lease.host
+        if verdict.delay_s is not None and host not in self._robots_delay_applied:
+            self._robots_delay_applied.add(host)
+            await self._apply_robots_delay(host, verdict.delay_s)
+        kind = verdict.verdict
+        if kind is Verdict.ALLOWED:
+            return True
+        if kind is Verdict.DISALLOWED:
+            self.stats.inc("robots/disallowed")
+            logger.debug("[%s] robots.txt disallows %s", self.spider.name, request.url)
+            await self.frontier.ack(lease)
+        elif kind is Verdict.UNAVAILABLE:
+            self.stats.inc("robots/waiting")
+            await self.frontier.hold_host(host, verdict.retry_in_s)
+            await self.frontier.retry(lease, verdict.retry_in_s)
+        else:
+            self.stats.inc("failures/robots_unavailable")
+            await self.frontier.fail(lease, "robots_unavailable")
+        return False
+
+    async def _apply_robots_delay(self, host: str, delay_s: float) -> None:
+        self.stats.set_value(f"robots/delay/{host}", delay_s)
+        if self.throttle is not None:
+            self.throttle.set_floor(host, max(delay_s, self.throttle.floor(host)))
+            await self.frontier.set_host_delay(host, max(delay_s, self.throttle.delay(host)))
+        else:
+            await self.frontier.set_host_delay(host, max(delay_s, self.frontier_delay(host)))
+
+    def frontier_delay(self, host: str) -> float:
+        """The configured (non-robots) delay of ``host``."""
+        return self.policy.host_delays.get(host, self.policy.delay_s)
+
+    async def _adapt_delay(self, host: str, response: Response) -> None:
+        assert self.throttle is not None
+        latency = response.timings.get("ttfb") or response.timings.get("total") or 0.0
+        await self.frontier.set_host_delay(
+            host, self.throttle.observe(host, latency, response.status)
+        )
 
     def _status_allowed(self, response: Response) -> bool:
         status = response.status

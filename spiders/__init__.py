@@ -4,5 +4,6 @@ They use only crawler's public API.
 """
 
 from .links import LinkSpider
+from .sitemap import SitemapSpider
 
-__all__ = ["LinkSpider"]
+__all__ = ["LinkSpider", "SitemapSpider"]

@@ -29,9 +29,18 @@ class Collect:
         return item
 
 
+# Engine tests count every request the server sees; robots.txt has tests of its own.
+_TEST_DEFAULTS = {"PROGRESS_INTERVAL": 0, "ROBOTSTXT_OBEY": False}
+
+
 def build_settings(spider: Spider, server: SiteServer | None, **settings: Any) -> Settings:
-    """The spider's settings, then the test's: RESOLVE points the site's hosts at ``server``."""
-    values: dict[str, Any] = {"PROGRESS_INTERVAL": 0}
+    """The spider's settings, then the test's: RESOLVE points the site's hosts at ``server``.
+
+    Defaults for tests: no progress lines, robots.txt not fetched (pass ``ROBOTSTXT_OBEY=True``
+    to test it).
+    """
+    names = set(Settings.names())
+    values: dict[str, Any] = {k: v for k, v in _TEST_DEFAULTS.items() if k in names}
     if server is not None:
         values["RESOLVE"] = server.resolve_map()
     values.update(settings)

@@ -208,7 +208,7 @@ async def test_delay_host_holds_one_host_until_a_time() -> None:
 
 async def test_per_host_limit_override() -> None:
     frontier, _ = make(per_host=5)
-    frontier.readiness.set_limits("a.test", limit=1)
+    frontier.readiness.set_limit("a.test", 1)
     await frontier.push([req("/1"), req("/2"), req("/1", "b.test"), req("/2", "b.test")])
     got = urls([lease_nowait(frontier) for _ in range(3)])
     assert got == ["http://a.test/1", "http://b.test/1", "http://b.test/2"]
@@ -348,7 +348,16 @@ async def test_counts_track_every_state() -> None:
     with pytest.raises(AttributeError):
         counts.queued = 0  # type: ignore[misc]  # a snapshot, not a live view
     await clock.advance(10.0)
-    assert len({lease.request.url for lease in [lease_nowait(frontier), lease_nowait(frontier)] if lease}) == 2
+    assert (
+        len(
+            {
+                lease.request.url
+                for lease in [lease_nowait(frontier), lease_nowait(frontier)]
+                if lease
+            }
+        )
+        == 2
+    )
 
 
 async def test_lease_records_host_and_fingerprint() -> None:

@@ -96,7 +96,7 @@ def test_replace_copies_and_revalidates() -> None:
     )
     copy.meta["k"] = 2
     assert original.meta == {"k": 1}
-    with pytest.raises(InvalidRequest, match="ftp://b.test/"):
+    with pytest.raises(InvalidRequest, match=r"ftp://b\.test/"):
         original.replace(url="ftp://b.test/")
 
 

@@ -95,7 +95,10 @@ def builtin_modules() -> list[ModuleType]:
     """
     install_dir = Path(__file__).resolve().parents[2]
     loaded = sys.modules.get(BUILTIN_PACKAGE)
-    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").parent.parent == install_dir:
+    if (
+        loaded is not None
+        and Path(getattr(loaded, "__file__", "") or "").parent.parent == install_dir
+    ):
         package = loaded
     else:
         name = BUILTIN_PACKAGE if loaded is None else f"_crawler_builtin_{BUILTIN_PACKAGE}"

@@ -15,7 +15,7 @@ from ..settings import Settings
 from .connector import ConnectorOptions, build_connector
 from .fetch import fetch
 from .proxies import check_proxy_url, redact
-from .sessions import SessionOptions, SessionPool, registered_domain
+from .sessions import SessionOptions, SessionPool, merge_headers, registered_domain
 from .tls import TlsOptions, TlsPolicy
 from .tracing import TimingSummary, timing_trace_config
 
@@ -44,8 +44,12 @@ class DownloaderOptions:
         trace_configs: Sequence[Any] = (),
     ) -> DownloaderOptions:
         """Options from the crawl settings plus the spider's ``headers``/``cookies``."""
-        merged = {"User-Agent": settings.USER_AGENT, **settings.DEFAULT_HEADERS, **(headers or {})}
-        traces = [load_object(t, "TRACE_CONFIGS") for t in [*settings.TRACE_CONFIGS, *trace_configs]]
+        merged = merge_headers(
+            {"User-Agent": settings.USER_AGENT}, settings.DEFAULT_HEADERS, headers
+        )
+        traces = [
+            load_object(t, "TRACE_CONFIGS") for t in [*settings.TRACE_CONFIGS, *trace_configs]
+        ]
         for trace in traces:
             if not isinstance(trace, aiohttp.TraceConfig):
                 raise_settings(f"TRACE_CONFIGS entry {trace!r} is not an aiohttp.TraceConfig")
@@ -62,9 +66,12 @@ class DownloaderOptions:
             ),
             sessions=SessionOptions(
                 headers=merged,
-                domain_headers={k.lower(): v for k, v in settings.DOMAIN_HEADERS.items()},
+                domain_headers={
+                    domain: merge_headers(values)
+                    for domain, values in _per_domain(settings.DOMAIN_HEADERS, "DOMAIN_HEADERS")
+                },
                 cookies=dict(cookies or {}),
-                domain_cookies={k.lower(): v for k, v in settings.DOMAIN_COOKIES.items()},
+                domain_cookies=dict(_per_domain(settings.DOMAIN_COOKIES, "DOMAIN_COOKIES")),
                 cookie_jar=settings.COOKIE_JAR,
                 timeout_s=settings.REQUEST_TIMEOUT,
                 max_open=settings.MAX_SESSIONS,
@@ -77,12 +84,30 @@ class DownloaderOptions:
                 ca_bundle=settings.SSL_CA_BUNDLE,
                 client_cert=settings.SSL_CLIENT_CERT,
                 client_key=settings.SSL_CLIENT_KEY,
-                per_domain=dict(settings.DOMAIN_SSL),
+                per_domain=dict(_per_domain(settings.DOMAIN_SSL, "DOMAIN_SSL")),
             ),
             max_bytes=settings.MAX_RESPONSE_SIZE,
             max_redirects=settings.MAX_REDIRECTS,
             proxy=settings.PROXY,
         )
+
+
+def _per_domain(values: Mapping[str, Any], setting: str) -> list[tuple[str, Any]]:
+    """``values`` keyed by lower-cased registered domain; a subdomain key is a settings error.
+
+    Sessions (and so headers, cookie jars and TLS choices) are per registered
+    domain, so a key like ``www.shop.test`` would silently never apply.
+    """
+    result = []
+    for key, value in values.items():
+        domain = key.strip().lower().rstrip(".")
+        if registered_domain(domain) != domain:
+            raise_settings(
+                f"bad value {setting}[{key!r}]: settings apply per registered domain;"
+                f" use {registered_domain(domain)!r} (it covers all its subdomains)"
+            )
+        result.append((domain, value))
+    return result
 
 
 def raise_settings(message: str) -> None:
@@ -121,8 +146,11 @@ class Downloader:
         assert self._sessions is not None, "use the Downloader inside `async with`"
         return self._sessions
 
-    async def fetch(self, request: Request) -> Response:
-        """Fetch ``request`` through its domain's session."""
+    async def fetch(self, request: Request, proxy: str | None = None) -> Response:
+        """Fetch ``request`` through its domain's session.
+
+        The proxy is ``request.proxy``, else ``proxy`` (a pool's choice), else PROXY.
+        """
         pool = self.sessions
         host = request.host
         session = pool.acquire(host)
@@ -136,7 +164,7 @@ class Downloader:
                 request,
                 self.options.max_bytes,
                 self.options.max_redirects,
-                proxy=request.proxy or self.options.proxy or None,
+                proxy=request.proxy or proxy or self.options.proxy or None,
                 ssl=ssl,
                 timings=timings,
             )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Mapping
-
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -73,7 +72,9 @@ def _nameserver_resolver(nameservers: tuple[str, ...]) -> AbstractResolver:
     try:
         import aiodns  # noqa: F401 - AsyncResolver needs it
     except ImportError:
-        raise SettingsError("DNS_NAMESERVERS needs the aiodns package: pip install aiodns") from None
+        raise SettingsError(
+            "DNS_NAMESERVERS needs the aiodns package: pip install aiodns"
+        ) from None
     for server in nameservers:
         host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
         try:
@@ -99,5 +100,6 @@ def build_connector(options: ConnectorOptions) -> aiohttp.TCPConnector:
         limit_per_host=options.limit_per_host,
         resolver=resolver,
         use_dns_cache=options.dns_cache,
-        ttl_dns_cache=options.dns_cache_ttl_s,
+        # typed int, but aiohttp's DNS cache table keeps (and compares) a float
+        ttl_dns_cache=options.dns_cache_ttl_s,  # type: ignore[arg-type]
     )

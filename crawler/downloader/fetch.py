@@ -13,8 +13,8 @@ from ..errors import (
     BadResponse,
     FetchError,
     NetworkError,
-    RequestTimeout,
     ProxyError,
+    RequestTimeout,
     ResponseTooLarge,
     TlsError,
     TooManyRedirects,
@@ -44,7 +44,9 @@ async def fetch(
     """
     kwargs: dict[str, Any] = {
         "allow_redirects": request.allow_redirects,
-        "max_redirects": max_redirects,
+        # aiohttp fails on receiving its max_redirects-th redirect (and 0 means no limit):
+        # +1 follows exactly MAX_REDIRECTS hops, and MAX_REDIRECTS=0 follows none.
+        "max_redirects": max_redirects + 1,
     }
     if timings is not None:
         kwargs["trace_request_ctx"] = timings
@@ -88,7 +90,9 @@ async def fetch(
     except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
         raise TlsError(f"TLS failure for {url}: {_reason(exc)}", url) from None
     except aiohttp.ClientProxyConnectionError as exc:
-        raise ProxyError(f"cannot connect to proxy {redact(proxy)} for {url}: {_reason(exc)}", url) from None
+        raise ProxyError(
+            f"cannot connect to proxy {redact(proxy)} for {url}: {_reason(exc)}", url
+        ) from None
     except aiohttp.ClientHttpProxyError as exc:
         raise ProxyError(
             f"proxy {redact(proxy)} refused {url}: HTTP {exc.status} {exc.message}", url

@@ -13,15 +13,15 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractCookieJar
+from multidict import CIMultiDict, CIMultiDictProxy
 from publicsuffixlist import PublicSuffixList
 
 from .cookies import jar_cookies_for, make_cookie_jar, seed_cookies
 
-__all__ = ["SessionOptions", "SessionPool", "registered_domain"]
+__all__ = ["SessionOptions", "SessionPool", "merge_headers", "registered_domain"]
 
 _PSL = PublicSuffixList()
 
@@ -39,6 +39,15 @@ def registered_domain(host: str) -> str:
     except ValueError:
         pass
     return _PSL.privatesuffix(host) or host
+
+
+def merge_headers(*layers: Mapping[str, str] | None) -> CIMultiDictProxy[str]:
+    """Header layers merged in order, later ones winning whatever the name's case."""
+    merged: CIMultiDict[str] = CIMultiDict()
+    for layer in layers:
+        for name, value in (layer or {}).items():
+            merged[name] = value  # replaces every case variant of the name
+    return CIMultiDictProxy(merged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +118,7 @@ class SessionPool:
         jar = self._jars.get(key)
         if jar is None:
             jar = self._jars[key] = make_cookie_jar(self._options.cookie_jar)
-            domain = key.removeprefix("unix:")
+            domain = registered_domain(host)
             seed_cookies(jar, domain, self._options.cookies)
             seed_cookies(jar, domain, self._options.domain_cookies.get(domain, {}))
         return jar
@@ -119,6 +128,10 @@ class SessionPool:
         from yarl import URL
 
         return jar_cookies_for(self.cookie_jar(URL(url).host or ""), url)
+
+    def clear_cookies(self, host: str) -> None:
+        """Forget the cookies of ``host``'s domain (a new identity after a proxy change)."""
+        self.cookie_jar(host).clear()
 
     def jars(self) -> dict[str, AbstractCookieJar]:
         """Every cookie jar by session key (for persisting them)."""
@@ -131,8 +144,9 @@ class SessionPool:
 
     def _new_session(self, key: str, host: str) -> aiohttp.ClientSession:
         options = self._options
-        headers: dict[str, Any] = dict(options.headers)
-        headers.update(options.domain_headers.get(key, {}))
+        headers = merge_headers(
+            options.headers, options.domain_headers.get(registered_domain(host))
+        )
         connector: aiohttp.BaseConnector = self._connector
         if key.startswith("unix:"):
             connector = self._unix_connectors.get(host) or self._unix_connectors.setdefault(

@@ -32,8 +32,11 @@ class TlsOptions:
 
 @lru_cache(maxsize=64)
 def _context(ca_bundle: str, client_cert: str, client_key: str) -> ssl.SSLContext:
-    for label, path in (("SSL_CA_BUNDLE", ca_bundle), ("SSL_CLIENT_CERT", client_cert),
-                        ("SSL_CLIENT_KEY", client_key)):
+    for label, path in (
+        ("SSL_CA_BUNDLE", ca_bundle),
+        ("SSL_CLIENT_CERT", client_cert),
+        ("SSL_CLIENT_KEY", client_key),
+    ):
         if path and not Path(path).is_file():
             raise SettingsError(f"bad value {label}={path!r}: no such file")
     try:
@@ -82,7 +85,11 @@ class TlsPolicy:
     def for_request(self, request_ssl: Any, domain: str) -> ssl.SSLContext | bool | Any:
         """The ``ssl=`` value for a request to ``domain`` (None keeps the connector default)."""
         if request_ssl is not None:
-            choice = self._from_value(request_ssl, domain) if not _is_fingerprint(request_ssl) else request_ssl
+            choice = (
+                self._from_value(request_ssl, domain)
+                if not _is_fingerprint(request_ssl)
+                else request_ssl
+            )
         else:
             choice = self._domains.get(domain, self.default)
         if choice is False and domain not in self._warned:

@@ -8,8 +8,8 @@ and past its ``DOWNLOAD_DELAY``. Every lease ends with exactly one of ``ack``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ..request import Request
@@ -42,6 +42,8 @@ class PolitenessPolicy:
 
     per_host: int = 8
     delay_s: float = 0.0
+    jitter: float = 0.0  # each delay is multiplied by uniform(1 - jitter, 1 + jitter)
+    host_delays: Mapping[str, float] = field(default_factory=dict)  # per-host overrides
 
 
 @runtime_checkable
@@ -71,6 +73,12 @@ class Frontier(Protocol):
 
     async def retry(self, lease: Lease, delay_s: float) -> None:
         """Put the leased request back, not to be leased again for ``delay_s`` seconds."""
+
+    async def set_host_delay(self, host: str, delay_s: float | None) -> None:
+        """Override the delay between requests to ``host`` (None restores the policy's)."""
+
+    async def hold_host(self, host: str, delay_s: float) -> None:
+        """Start no request to ``host`` for ``delay_s`` seconds (back-off, Retry-After)."""
 
     def stop(self) -> None:
         """Stop handing out leases: waiting and future ``lease`` calls return None."""

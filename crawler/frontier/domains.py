@@ -11,6 +11,7 @@ operation is O(log hosts) and independent of how many requests are queued.
 from __future__ import annotations
 
 import heapq
+import random
 from dataclasses import dataclass, field
 
 from ..clock import Clock
@@ -42,6 +43,7 @@ class HostReadiness:
     _hosts: dict[str, _Host] = field(default_factory=dict)
     _ready: list[tuple[int, int, str]] = field(default_factory=list)
     _delayed: list[tuple[float, str]] = field(default_factory=list)
+    _rng: random.Random = field(default_factory=random.Random)
 
     def set_head(self, host: str, head: HeadKey | None) -> None:
         """Record the best queued request of ``host`` after a push or pop."""
@@ -71,8 +73,13 @@ class HostReadiness:
                 continue  # stale entry: the host's head changed since it was pushed
             state.ready_entry = None
             state.in_flight += 1
-            delay = self.policy.delay_s if state.delay_s is None else state.delay_s
+            delay = state.delay_s
+            if delay is None:
+                delay = self.policy.host_delays.get(host, self.policy.delay_s)
             if delay:
+                jitter = self.policy.jitter
+                if jitter:
+                    delay *= self._rng.uniform(1.0 - jitter, 1.0 + jitter)
                 state.next_at = now + delay
             return host
         return None
@@ -94,12 +101,24 @@ class HostReadiness:
             return
         self._schedule(host, state)
 
-    def set_limits(self, host: str, delay_s: float | None = None, limit: int | None = None) -> None:
-        """Override the delay and/or concurrency for one host (None keeps the policy's)."""
+    def set_delay(self, host: str, delay_s: float | None) -> None:
+        """Override the delay of one host (None restores the policy's)."""
         state = self._hosts.setdefault(host, _Host())
         state.delay_s = delay_s
+        self._schedule(host, state)
+
+    def set_limit(self, host: str, limit: int | None) -> None:
+        """Override the concurrency of one host (None restores the policy's)."""
+        state = self._hosts.setdefault(host, _Host())
         state.limit = limit
         self._schedule(host, state)
+
+    def delay_of(self, host: str) -> float:
+        """The delay in force for ``host`` (override or policy)."""
+        state = self._hosts.get(host)
+        if state is not None and state.delay_s is not None:
+            return state.delay_s
+        return self.policy.host_delays.get(host, self.policy.delay_s)
 
     def delay_host(self, host: str, until: float) -> None:
         """Hold every request of ``host`` until clock time ``until`` (back-off, Retry-After)."""

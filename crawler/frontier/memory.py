@@ -117,6 +117,14 @@ class MemoryFrontier:
         heapq.heappush(self._sleeping, (due, next(self._seq), lease.request, lease.fingerprint))
         self._release(lease)
 
+    async def set_host_delay(self, host: str, delay_s: float | None) -> None:
+        """Override the delay between requests to ``host`` (None restores the policy's)."""
+        self.readiness.set_delay(host, delay_s)
+
+    async def hold_host(self, host: str, delay_s: float) -> None:
+        """Start no request to ``host`` for ``delay_s`` seconds."""
+        self.readiness.delay_host(host, self.clock.now() + delay_s)
+
     def stop(self) -> None:
         """Make every current and future ``lease`` return None."""
         self._stopped = True

@@ -1,0 +1,163 @@
+"""robots.txt: fetched once per origin, cached for the crawl, parsed with Protego.
+
+Outcomes: 2xx → obey the rules; 4xx → everything allowed; 5xx or unreachable →
+the origin is treated as disallowed for now and robots.txt is tried again after
+``retry_s`` (requests wait in the frontier meanwhile); after ``max_failures``
+failed tries the origin's requests are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from protego import Protego
+from yarl import URL
+
+from .clock import Clock
+from .errors import FetchError
+from .request import Request
+from .response import Response
+
+__all__ = ["RobotsCache", "RobotsVerdict", "Verdict"]
+
+logger = logging.getLogger("crawler.robots")
+
+
+class Verdict(enum.Enum):
+    """What robots.txt says about one request."""
+
+    ALLOWED = "allowed"
+    DISALLOWED = "disallowed"
+    UNAVAILABLE = "unavailable"  # robots.txt could not be read yet: wait and try again
+    GAVE_UP = "gave_up"  # robots.txt failed too often: the origin is treated as disallowed
+
+
+@dataclass(frozen=True, slots=True)
+class RobotsVerdict:
+    """A verdict, the origin's politeness delay (Crawl-delay / Request-rate), and a retry time."""
+
+    verdict: Verdict
+    delay_s: float | None = None
+    retry_in_s: float = 0.0
+
+
+@dataclass(slots=True)
+class _Origin:
+    parser: Protego | None = None
+    allow_all: bool = False
+    failures: int = 0
+    retry_at: float = 0.0
+    delay_s: float | None = None
+    fetching: asyncio.Future[None] | None = None
+
+
+Fetcher = Callable[[Request], Awaitable[Response]]
+
+
+class RobotsCache:
+    """Answers "may this request be fetched?" per origin, fetching robots.txt when needed."""
+
+    def __init__(
+        self,
+        fetch: Fetcher,
+        user_agent: str,
+        clock: Clock,
+        retry_s: float = 60.0,
+        max_failures: int = 3,
+        max_delay_s: float = 60.0,
+    ) -> None:
+        self._fetch = fetch
+        self._agent = user_agent
+        self._clock = clock
+        self._retry_s = retry_s
+        self._max_failures = max_failures
+        self._max_delay_s = max_delay_s
+        self._origins: dict[str, _Origin] = {}
+        self.fetched = 0
+
+    def sitemaps(self, url: str) -> list[str]:
+        """Sitemap URLs listed in the cached robots.txt of ``url``'s origin."""
+        origin = self._origins.get(_origin(URL(url)))
+        if origin is None or origin.parser is None:
+            return []
+        return list(origin.parser.sitemaps)
+
+    async def check(self, request: Request) -> RobotsVerdict:
+        """The verdict for ``request``, fetching its origin's robots.txt on first use."""
+        key = _origin(request.yarl_url)
+        state = self._origins.get(key)
+        if state is None:
+            state = self._origins[key] = _Origin()
+        while True:
+            if state.fetching is not None:
+                await asyncio.shield(state.fetching)
+                continue
+            if state.parser is not None:
+                if state.parser.can_fetch(request.url, self._agent):
+                    return RobotsVerdict(Verdict.ALLOWED, state.delay_s)
+                return RobotsVerdict(Verdict.DISALLOWED, state.delay_s)
+            if state.allow_all:
+                return RobotsVerdict(Verdict.ALLOWED)
+            if state.failures >= self._max_failures:
+                return RobotsVerdict(Verdict.GAVE_UP)
+            wait = state.retry_at - self._clock.now()
+            if state.failures and wait > 0:
+                return RobotsVerdict(Verdict.UNAVAILABLE, retry_in_s=wait)
+            await self._load(key, state)
+
+    async def _load(self, key: str, state: _Origin) -> None:
+        state.fetching = asyncio.get_running_loop().create_future()
+        try:
+            robots_url = f"{key}/robots.txt"
+            self.fetched += 1
+            try:
+                response = await self._fetch(
+                    Request(robots_url, dont_filter=True, meta={"robots_txt": True})
+                )
+            except FetchError as exc:
+                self._failed(state, robots_url, str(exc))
+                return
+            status = response.status
+            if 200 <= status < 300:
+                state.parser = Protego.parse(response.text)
+                state.delay_s = self._delay(state.parser)
+            elif 400 <= status < 500:
+                state.allow_all = True
+            else:
+                self._failed(state, robots_url, f"HTTP {status}")
+        finally:
+            fetching, state.fetching = state.fetching, None
+            if fetching is not None and not fetching.done():
+                fetching.set_result(None)
+
+    def _failed(self, state: _Origin, url: str, why: str) -> None:
+        state.failures += 1
+        state.retry_at = self._clock.now() + self._retry_s
+        logger.warning(
+            "%s unavailable (%s): host treated as disallowed, retry in %.0fs (%d/%d)",
+            url,
+            why,
+            self._retry_s,
+            state.failures,
+            self._max_failures,
+        )
+
+    def _delay(self, parser: Protego) -> float | None:
+        delays = []
+        crawl_delay = parser.crawl_delay(self._agent)
+        if crawl_delay:
+            delays.append(float(crawl_delay))
+        rate = parser.request_rate(self._agent)
+        if rate is not None and rate.requests:
+            delays.append(rate.seconds / rate.requests)
+        if not delays:
+            return None
+        return min(max(delays), self._max_delay_s)
+
+
+def _origin(url: URL) -> str:
+    return str(url.origin())

@@ -1,0 +1,343 @@
+"""Real local peers for the client tests: TLS servers, a proxy process, a DNS server, a Unix socket.
+
+Everything listens on loopback (127.0.0.1) or in the test's tmp_path and is
+closed by the ``async with`` that started it. Nothing here waits by sleeping:
+readiness is a line the peer prints or a socket that is already bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import ssl
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiohttp import web
+
+from crawler import Crawler, CrawlResult, Settings, Spider
+from crawler.testing import SiteServer
+
+# Only trips when a test hangs (a bug); no test waits for it to pass.
+HANG_GUARD_S = 20.0
+
+# What these tests do not exercise stays out of the way: no progress lines, no robots.txt
+# requests in the servers' logs, no retries (a failure is the one the test provoked).
+QUIET: dict[str, Any] = {"PROGRESS_INTERVAL": 0, "ROBOTSTXT_OBEY": False, "RETRY_TIMES": 0}
+
+TLS_HOSTS = ("secure.test", "other.test", "127.0.0.1", "localhost")
+
+
+# -- running a crawl ---------------------------------------------------------------------------
+
+
+class Collect:
+    """Keeps every item in a list, in order."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    async def process_item(self, item: Any, spider: Spider) -> Any:
+        self.items.append(item)
+        return item
+
+
+@dataclass
+class Run:
+    """What a finished crawl left behind."""
+
+    crawler: Crawler
+    result: CrawlResult
+    items: list[Any]
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.result.stats
+
+
+def make_crawler(spider: Spider, **settings: Any) -> tuple[Crawler, Collect]:
+    """A Crawler for ``spider`` with the test's settings over the spider's (no progress lines)."""
+    collect = Collect()
+    values: dict[str, Any] = {
+        name: value for name, value in QUIET.items() if name in Settings.names()
+    }
+    values.update(settings)
+    built = Settings.build(("spider settings", spider.settings), ("test", values))
+    return Crawler(spider, built, pipelines=[collect]), collect
+
+
+async def crawl(spider: Spider, **settings: Any) -> Run:
+    """Crawl ``spider`` to the end with ``settings``; return the crawler, result and items."""
+    crawler, collect = make_crawler(spider, **settings)
+    async with asyncio.timeout(HANG_GUARD_S):
+        result = await crawler.run()
+    return Run(crawler, result, collect.items)
+
+
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A loopback port nobody listens on right now (for peers that cannot take port 0)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- TLS: a trustme CA, server and client certificates, an HTTPS site -------------------------
+
+
+@cache
+def _authority() -> tuple[trustme.CA, trustme.LeafCert, trustme.LeafCert]:
+    ca = trustme.CA()
+    return ca, ca.issue_cert(*TLS_HOSTS), ca.issue_cert("crawler-client@example.test")
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A test CA and what it issued, as PEM files in a test's tmp_path."""
+
+    ca: trustme.CA
+    server: trustme.LeafCert
+    ca_pem: str
+    client_pem: str  # client certificate and key in one file
+    client_cert_pem: str  # the certificate alone
+    client_key_pem: str  # the key alone
+
+    def server_context(self, require_client_cert: bool = False) -> ssl.SSLContext:
+        """An SSLContext for an HTTPS server; optionally requiring a client cert from the CA."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.server.configure_cert(context)
+        if require_client_cert:
+            context.verify_mode = ssl.CERT_REQUIRED
+            self.ca.configure_trust(context)
+        return context
+
+    def client_context(self, with_client_cert: bool = False) -> ssl.SSLContext:
+        """A client SSLContext trusting the test CA."""
+        context = ssl.create_default_context(cafile=self.ca_pem)
+        if with_client_cert:
+            context.load_cert_chain(self.client_pem)
+        return context
+
+
+def tls_files(directory: Path) -> TlsFiles:
+    """Write the test CA, and a client certificate it issued, to ``directory``."""
+    ca, server, client = _authority()
+    ca_pem = directory / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_pem))
+    client_pem = directory / "client.pem"
+    client.private_key_and_cert_chain_pem.write_to_path(str(client_pem))
+    cert_pem = directory / "client-cert.pem"
+    for i, blob in enumerate(client.cert_chain_pems):
+        blob.write_to_path(str(cert_pem), append=i > 0)
+    key_pem = directory / "client-key.pem"
+    client.private_key_pem.write_to_path(str(key_pem))
+    return TlsFiles(ca, server, str(ca_pem), str(client_pem), str(cert_pem), str(key_pem))
+
+
+@dataclass
+class TlsSiteServer(SiteServer):
+    """A :class:`SiteServer` speaking HTTPS with ``ssl_context``."""
+
+    ssl_context: ssl.SSLContext | None = None
+
+    async def __aenter__(self) -> TlsSiteServer:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.ssl_context)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    def url(self, host: str, path: str = "/") -> str:
+        return f"https://{host}:{self.port}{path}"
+
+
+@dataclass
+class UnixSiteServer(SiteServer):
+    """A :class:`SiteServer` listening on a Unix socket at ``path`` instead of TCP."""
+
+    path: str = ""
+
+    async def __aenter__(self) -> UnixSiteServer:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.UnixSite(self._runner, self.path).start()
+        return self
+
+    def url(self, host: str, path: str = "/") -> str:
+        return f"http://{host}{path}"
+
+
+# -- a real proxy: tinyproxy in the foreground ------------------------------------------------
+
+TINYPROXY = shutil.which("tinyproxy") or ("/usr/bin/tinyproxy" if os.path.exists("/usr/bin/tinyproxy") else None)
+
+
+def require_tinyproxy() -> str:
+    """The tinyproxy binary; skip when it is absent, except in CI where it must be there."""
+    if TINYPROXY is None:
+        if os.environ.get("CI"):
+            pytest.fail("tinyproxy is not installed but CI is set: apt-get install tinyproxy")
+        pytest.skip("tinyproxy is not installed (apt-get install tinyproxy); set CI=1 to require it")
+    return TINYPROXY
+
+
+@dataclass
+class Tinyproxy:
+    """A running tinyproxy; ``lines`` is its log so far (it logs each request line)."""
+
+    port: int
+    process: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _eof: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url_with(self, user: str, password: str) -> str:
+        return f"http://{user}:{password}@127.0.0.1:{self.port}"
+
+    async def wait_for_log(self, text: str) -> str:
+        """The first log line containing ``text``, waiting for tinyproxy to write it."""
+        async with asyncio.timeout(HANG_GUARD_S), self._changed:
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                if self._eof:
+                    raise AssertionError(f"tinyproxy never logged {text!r}:\n" + "".join(self.lines))
+                await self._changed.wait()
+
+    async def _drain(self) -> None:
+        assert self.process.stderr is not None
+        while line := await self.process.stderr.readline():
+            async with self._changed:
+                self.lines.append(line.decode(errors="replace"))
+                self._changed.notify_all()
+        async with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+
+
+@asynccontextmanager
+async def tinyproxy(directory: Path, basic_auth: tuple[str, str] | None = None) -> AsyncIterator[Tinyproxy]:
+    """Start tinyproxy on 127.0.0.1:<free port>, allowing CONNECT to any port."""
+    binary = require_tinyproxy()
+    port = free_port()
+    conf = directory / "tinyproxy.conf"
+    lines = [
+        f"Port {port}",
+        "Listen 127.0.0.1",
+        "Allow 127.0.0.1",
+        "LogLevel Info",
+        "MaxClients 20",
+        "Timeout 30",
+    ]
+    if basic_auth is not None:
+        lines.append(f"BasicAuth {basic_auth[0]} {basic_auth[1]}")
+    conf.write_text("\n".join(lines) + "\n")
+    process = await asyncio.create_subprocess_exec(
+        binary, "-d", "-c", str(conf),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    proxy = Tinyproxy(port, process)
+    drain: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            assert process.stderr is not None
+            while True:  # ready once it says so; its log goes to stderr in the foreground
+                line = await process.stderr.readline()
+                if not line:
+                    raise AssertionError("tinyproxy exited:\n" + "".join(proxy.lines))
+                proxy.lines.append(line.decode(errors="replace"))
+                if b"Accepting connections" in line:
+                    break
+        drain = asyncio.create_task(proxy._drain())
+        yield proxy
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        if drain is not None:
+            await drain  # ends at EOF, when the process has gone
+        await process.wait()
+
+
+# -- DNS: a dnslib server on a free UDP loopback port ------------------------------------------
+
+
+def _dns_server(answers: dict[str, str]) -> Any:
+    from dnslib import QTYPE, RCODE, RR, A
+    from dnslib.server import BaseResolver, DNSLogger, DNSServer
+
+    class Resolver(BaseResolver):  # type: ignore[misc]
+        """Answers A records for ``*.test`` (and ``answers``); everything else is NXDOMAIN."""
+
+        def __init__(self) -> None:
+            self.queries: list[tuple[str, str]] = []
+
+        def resolve(self, request: Any, handler: Any) -> Any:
+            reply = request.reply()
+            qname = request.q.qname
+            name = str(qname).rstrip(".").lower()
+            qtype = QTYPE[request.q.qtype]
+            self.queries.append((name, qtype))
+            ip = answers.get(name, "127.0.0.1" if name.endswith(".test") else None)
+            if ip is None:
+                reply.header.rcode = RCODE.NXDOMAIN
+            elif qtype == "A":
+                reply.add_answer(RR(qname, QTYPE.A, rdata=A(ip), ttl=60))
+            return reply  # AAAA for a known name: no records, no error
+
+    quiet = DNSLogger("-request,-reply,-truncated,-error", logf=lambda *args: None)
+    return DNSServer(Resolver(), address="127.0.0.1", port=0, logger=quiet)
+
+
+@dataclass
+class DnsPeer:
+    """A running DNS server: ``nameserver`` is its ``ip:port``, ``queries`` what it was asked."""
+
+    server: Any
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server.server_address[1])
+
+    @property
+    def nameserver(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def queries(self) -> list[tuple[str, str]]:
+        return list(self.server.server.resolver.queries)
+
+
+@contextmanager
+def dns_server(answers: dict[str, str] | None = None) -> Iterator[DnsPeer]:
+    """A UDP DNS server on 127.0.0.1:<free port> (bound before this yields, so it is ready)."""
+    server = _dns_server(dict(answers or {}))
+    thread = threading.Thread(
+        target=server.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield DnsPeer(server)
+    finally:
+        server.server.shutdown()
+        thread.join()
+        server.server.server_close()
