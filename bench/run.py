@@ -85,7 +85,7 @@ def run_child(impl: str, config: dict[str, Any], cpu: int | None,
             # the crawler alone on its CPU; py-spy's sampling runs on the others
             cmd = [taskset, "-c", str(cpu), *cmd]
             cpus = (set(os.sched_getaffinity(0)) - {cpu}) or {cpu}
-        cmd = [spy, "record", "--rate", "1000", "--format", "raw", "--nonblocking",
+        cmd = [spy, "record", "--rate", "1000", "--format", "raw",
                "--output", py_spy, "--", *cmd]
     preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus is not None else None
     started = time.perf_counter()
@@ -261,8 +261,8 @@ def main() -> int:
         site.terminate()
         site.wait()
 
-    summary: dict[str, Any] = {impl: summarize(rs) for impl, rs in runs.items()}
-    if len(impls) == 2:
+    summary: dict[str, Any] = {impl: summarize(rs) for impl, rs in runs.items() if rs}
+    if len(summary) == 2:
         bare, fw = summary["bare"], summary["framework"]
         summary["ratio"] = {
             "pages_per_s": round(fw["pages_per_s"] / bare["pages_per_s"], 3),
@@ -271,7 +271,7 @@ def main() -> int:
             "peak_rss_mb": round(fw["peak_rss_mb"] / bare["peak_rss_mb"], 3),
         }
         print_table(summary, args)
-    else:
+    elif summary:
         print(json.dumps(summary, indent=2))
     result = {
         "params": vars(args) | {"pinned": pin, "python": sys.version.split()[0]},

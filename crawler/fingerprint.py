@@ -2,7 +2,8 @@
 
 Two requests are the same when their canonical URLs match (scheme and host
 lower-cased, default port and fragment dropped, query parameters sorted) and,
-for methods other than GET and HEAD, their method and body match too.
+for methods other than GET, their method and body match too (a HEAD of a page does not
+stop a later GET of it).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def url_fingerprint(url: URL) -> bytes:
 
 def fingerprint(request: Request) -> bytes:
     """The 16-byte de-duplication key of ``request``."""
-    if request.method in ("GET", "HEAD") and request.data is None and request.json is None:
+    if request.method == "GET" and request.data is None and request.json is None:
         return url_fingerprint(request.yarl_url)
     digest = hashlib.blake2b(digest_size=16)
     digest.update(request.method.encode())

@@ -6,11 +6,26 @@ import importlib
 import inspect
 import logging
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import DropItem, SettingsError
 
-__all__ = ["ItemPipeline", "PipelineChain", "load_object", "load_pipeline"]
+__all__ = ["ItemPipeline", "PipelineChain", "item_key", "load_object", "load_pipeline"]
+
+_current_item_key: ContextVar[str | None] = ContextVar("crawler_item_key", default=None)
+
+
+def item_key() -> str | None:
+    """The stable key of the item being processed, for pipelines that upsert by key.
+
+    By default ``<request fingerprint hex>:<index of the item in its callback>``; a
+    spider can override ``Spider.item_key(item, response, index)``. The same page
+    crawled again (e.g. after a resume) gives its items the same keys. It is set
+    per worker task (a context variable), so concurrent items never mix keys.
+    """
+    return _current_item_key.get()
+
 
 logger = logging.getLogger("crawler.pipeline")
 
@@ -80,8 +95,12 @@ class PipelineChain:
                 await _maybe_await(opener(spider))
             self._opened.append(pipeline)
 
-    async def process(self, item: Any, spider: Any) -> Any:
-        """The item after every pipeline; raises DropItem if one drops it."""
+    async def process(self, item: Any, spider: Any, key: str | None = None) -> Any:
+        """The item after every pipeline; raises DropItem if one drops it.
+
+        ``key`` is what :func:`item_key` returns while the pipelines run.
+        """
+        _current_item_key.set(key)
         for process in self._process:
             item = process(item, spider)
             if inspect.isawaitable(item):
@@ -89,6 +108,13 @@ class PipelineChain:
             if item is None:
                 raise DropItem("a pipeline returned None")
         return item
+
+    async def flush(self, spider: Any) -> None:
+        """Make every item processed so far durable (pipelines with a ``flush(spider)``)."""
+        for pipeline in self._opened:
+            flusher = getattr(pipeline, "flush", None)
+            if flusher is not None:
+                await _maybe_await(flusher(spider))
 
     async def close(self, spider: Any) -> None:
         """Call ``close(spider)`` on every opened pipeline; one failing does not stop the rest."""

@@ -67,6 +67,16 @@ class Spider:
             raise CrawlerError("cookies_for() works only while the spider is being crawled")
         return self._cookies_for(url)
 
+    def item_key(self, item: Any, response: Response, index: int) -> str:
+        """A stable key for an item, used by pipelines that upsert (see ``crawler.item_key``).
+
+        Override to key items by their content (e.g. a product id). The default,
+        ``<request fingerprint>:<index>``, is computed by the engine without calling this.
+        """
+        from .fingerprint import fingerprint
+
+        return f"{fingerprint(response.request).hex()}:{index}"
+
     async def open(self) -> None:
         """Runs once before the first request."""
 

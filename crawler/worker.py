@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from itemadapter import is_item
 from yarl import URL
 
 from .downloader import Downloader, redact, registered_domain
 from .downloader.rotation import BanRules, ProxyPool
-from .errors import CrawlerError, DropItem, FetchError, HttpError, NetworkError, ProxyError
+from .errors import FetchError, HttpError, NetworkError, ProxyError
 from .fingerprint import url_fingerprint
 from .frontier.base import Frontier, Lease, PolitenessPolicy
+from .outputs import OutputRouter
 from .pipeline import PipelineChain
 from .request import Request
 from .response import Response
@@ -24,31 +22,9 @@ from .spider import Spider
 from .stats import Stats
 from .throttle import AutoThrottle
 
-__all__ = ["OffsitePolicy", "RequestProcessor"]
+__all__ = ["RequestProcessor"]
 
 logger = logging.getLogger("crawler.worker")
-
-_PUSH_BATCH = 512
-
-
-class OffsitePolicy:
-    """Decides whether a host belongs to the spider's ``allowed_domains``."""
-
-    def __init__(self, allowed_domains: Sequence[str]) -> None:
-        self._domains = tuple(d.lower().strip().lstrip(".") for d in allowed_domains if d.strip())
-        self._suffixes = tuple("." + d for d in self._domains)
-        self._cache: dict[str, bool] = {}
-
-    def allows(self, host: str) -> bool:
-        """True if ``host`` is an allowed domain or a subdomain of one (or no list is set)."""
-        if not self._domains:
-            return True
-        allowed = self._cache.get(host)
-        if allowed is None:
-            allowed = host in self._domains or host.endswith(self._suffixes)
-            if len(self._cache) < 100_000:
-                self._cache[host] = allowed
-        return allowed
 
 
 class RequestProcessor:
@@ -74,11 +50,10 @@ class RequestProcessor:
         self.downloader = downloader
         self.pipelines = pipelines
         self.stats = stats
-        self.depth_limit = depth_limit
+        self.outputs = OutputRouter(spider, frontier, pipelines, stats, depth_limit)
         self.retry = retry or RetryPolicy(times=0)
         self.robots = robots
         self.throttle = throttle
-        self.offsite = OffsitePolicy(spider.allowed_domains)
         self._allowed_status = frozenset(spider.handle_httpstatus_list)
         self._robots_delay_applied: set[str] = set()
         self.policy = policy or PolitenessPolicy()
@@ -88,7 +63,7 @@ class RequestProcessor:
 
     async def seed(self, requests: Sequence[Request]) -> None:
         """Push start requests (offsite ones are dropped and counted)."""
-        await self._push(requests, parent=None)
+        await self.outputs.push(requests, parent=None)
 
     async def handle(self, lease: Lease) -> None:
         """Fetch a leased request, run its callback and give the lease back."""
@@ -142,7 +117,7 @@ class RequestProcessor:
             await self._give_up(lease, error, level=logging.INFO)
             return
         callback = request.callback or self.spider.parse
-        await self._run_callback(callback, response, request, "callback")
+        await self.outputs.run(callback, response, request, response, "callback")
         await self.frontier.ack(lease)
 
     async def _give_up(self, lease: Lease, error: FetchError, level: int = logging.WARNING) -> None:
@@ -275,95 +250,4 @@ class RequestProcessor:
         if request.errback is None:
             return
         exc.request = request  # type: ignore[attr-defined]
-        await self._run_callback(request.errback, exc, request, "errback")
-
-    async def _run_callback(
-        self, callback: Callable[[Any], Any], arg: Any, request: Request, what: str
-    ) -> None:
-        """Run a callback or errback, routing each output as it is produced."""
-        pending: list[Request] = []
-        try:
-            result = callback(arg)
-            if inspect.isasyncgen(result):
-                async for output in result:
-                    await self._route(output, request, pending)
-            elif inspect.isgenerator(result):
-                for output in result:
-                    await self._route(output, request, pending)
-            else:
-                if inspect.isawaitable(result):
-                    result = await result
-                await self._route_result(result, request, pending)
-        except Exception as exc:
-            self.stats.inc("callback_errors")
-            self.stats.inc(f"callback_errors/{type(exc).__name__}")
-            name = getattr(callback, "__qualname__", repr(callback))
-            logger.error(
-                "[%s] %s %s failed on %s", self.spider.name, what, name, request.url, exc_info=True
-            )
-        finally:
-            if pending:
-                await self._push(pending, parent=request)
-
-    async def _route_result(self, result: Any, request: Request, pending: list[Request]) -> None:
-        if result is None or isinstance(result, Request) or is_item(result):
-            await self._route(result, request, pending)
-        elif isinstance(result, (list, tuple)):
-            for output in result:
-                await self._route(output, request, pending)
-        else:
-            await self._route(result, request, pending)
-
-    async def _route(self, output: Any, request: Request, pending: list[Request]) -> None:
-        if output is None:
-            return
-        if isinstance(output, Request):
-            pending.append(output)
-            if len(pending) >= _PUSH_BATCH:
-                batch = pending[:]
-                pending.clear()
-                await self._push(batch, parent=request)
-            return
-        if is_item(output):
-            await self._process_item(output)
-            return
-        raise CrawlerError(
-            f"callback produced {type(output).__name__} {output!r:.80}: expected a Request,"
-            " an item (dict, dataclass, attrs, pydantic) or None"
-        )
-
-    async def _process_item(self, item: Any) -> None:
-        try:
-            await self.pipelines.process(item, self.spider)
-        except DropItem as exc:
-            self.stats.inc("items_dropped")
-            logger.debug("[%s] dropped item: %s", self.spider.name, exc)
-            return
-        except Exception:
-            self.stats.inc("pipeline_errors")
-            logger.exception("[%s] pipeline failed on item %.200r", self.spider.name, item)
-            return
-        self.stats.inc("items")
-
-    async def _push(self, requests: Sequence[Request], parent: Request | None) -> None:
-        depth = parent.depth + 1 if parent is not None else 0
-        limit = self.depth_limit
-        keep = []
-        offsite = self.offsite
-        for child in requests:
-            if parent is not None:
-                child.depth = depth
-                if limit and depth > limit:
-                    self.stats.inc("depth_dropped")
-                    continue
-            if not offsite.allows(child.host):
-                self.stats.inc("offsite")
-                continue
-            keep.append(child)
-        if not keep:
-            return
-        accepted = await self.frontier.push(keep)
-        duplicates = len(accepted) - sum(accepted)
-        if duplicates:
-            self.stats.inc("duplicates", duplicates)
-        self.stats.inc("requests", len(accepted) - duplicates)
+        await self.outputs.run(request.errback, exc, request, None, "errback")

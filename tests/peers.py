@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,58 @@ class TlsSiteServer(SiteServer):
 
     def url(self, host: str, path: str = "/") -> str:
         return f"https://{host}:{self.port}{path}"
+
+
+class _HelloHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<p>hello over mutual TLS</p>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _BlockingTlsServer(ThreadingHTTPServer):
+    """The handshake runs in the handler thread on a blocking socket, so a rejected
+    client certificate is answered with a TLS alert as any production server does
+    (an asyncio server drops the connection without flushing the alert)."""
+
+    daemon_threads = True
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__(("127.0.0.1", 0), _HelloHandler)
+        self.context = context
+        self.handshake_errors: list[str] = []
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            self.handshake_errors.append(str(exc))
+            return
+        with tls:
+            self.RequestHandlerClass(tls, client_address, self)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+@asynccontextmanager
+async def blocking_tls_server(context: ssl.SSLContext) -> AsyncIterator[_BlockingTlsServer]:
+    """An HTTPS server on its own thread (``https://secure.test:<server.server_port>/``)."""
+    server = _BlockingTlsServer(context)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.shutdown)
+        thread.join()
+        server.server_close()
 
 
 @dataclass

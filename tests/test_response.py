@@ -106,6 +106,12 @@ def test_json_body() -> None:
     assert response.json() == {"a": [1, 2.5, None], "b": "é"}
 
 
+def test_json_with_a_bom_or_a_declared_charset() -> None:
+    assert make(b'\xef\xbb\xbf{"a": 1}', "application/json").json() == {"a": 1}
+    latin1 = '{"name": "café"}'.encode("latin-1")
+    assert make(latin1, "application/json; charset=iso-8859-1").json() == {"name": "café"}
+
+
 def test_json_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         make(b"<html>not json</html>").json()
@@ -169,6 +175,17 @@ def test_urljoin_honours_base_href(base: str, expected: str) -> None:
     assert response.urljoin("x") == expected
     assert response.follow("x").url == expected
     assert [r.url for r in response.follow_all()] == [expected]
+
+
+def test_base_href_after_a_long_head() -> None:
+    head = "<script>" + "var x = 1;\n" * 1000 + "</script>"
+    body = f'<html><head>{head}<base href="/far/"></head><body><a href="x">x</a></body></html>'
+    assert make(body.encode()).urljoin("x") == "http://a.test/far/x"
+
+
+def test_base_text_in_the_body_is_not_a_base_element() -> None:
+    body = b"<html><head></head><body><p>use &lt;base href&gt;</p><basefont><a href='x'>x</a>"
+    assert make(body).urljoin("x") == "http://a.test/dir/x"
 
 
 def test_follow_a_string_and_a_node() -> None:

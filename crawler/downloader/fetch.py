@@ -5,6 +5,7 @@ This is the one place where aiohttp exceptions become crawler.errors.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import aiohttp
@@ -65,6 +66,13 @@ async def fetch(
     url = request.url
     try:
         async with session.request(request.method, request.yarl_url, **kwargs) as resp:
+            if resp.status == 407:  # only a proxy says this (for https, aiohttp raises instead)
+                raise ProxyError(
+                    f"proxy {redact(proxy) or '(from the environment)'} refused {url}:"
+                    f" HTTP 407 {resp.reason or 'Proxy Authentication Required'}"
+                    " (check the credentials in the proxy URL)",
+                    url,
+                )
             body = await _read_body(resp, max_bytes, url)
             history = tuple(RedirectHop(str(h.url), h.status, h.headers) for h in resp.history)
             return Response(
@@ -94,12 +102,17 @@ async def fetch(
             f"cannot connect to proxy {redact(proxy)} for {url}: {_reason(exc)}", url
         ) from None
     except aiohttp.ClientHttpProxyError as exc:
+        hint = " (check the credentials in the proxy URL)" if exc.status == 407 else ""
         raise ProxyError(
-            f"proxy {redact(proxy)} refused {url}: HTTP {exc.status} {exc.message}", url
+            f"proxy {redact(proxy) or '(from the environment)'} refused {url}:"
+            f" HTTP {exc.status} {redact(exc.message)}{hint}",
+            url,
         ) from None
     except aiohttp.ClientResponseError as exc:
         raise BadResponse(f"invalid HTTP response from {url}: {exc.message}", url) from None
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        if _is_tls_alert(exc):  # e.g. TLS 1.3: a rejected client certificate shows up on read
+            raise TlsError(f"TLS failure for {url}: {_reason(exc)}", url) from None
         raise NetworkError(f"network error fetching {url}: {_reason(exc)}", url) from None
     except aiohttp.InvalidURL as exc:
         raise FetchError(f"invalid URL {url}: {exc}", url) from None
@@ -127,6 +140,18 @@ async def _read_body(resp: aiohttp.ClientResponse, max_bytes: int, url: str) -> 
             )
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _is_tls_alert(exc: BaseException) -> bool:
+    """True if a connection error was the peer's TLS alert (aiohttp re-wraps the SSLError)."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError) or str(seen).startswith(("[SSL", "[Errno 1] [SSL")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _reason(exc: BaseException) -> str:
