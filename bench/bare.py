@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+from typing import BinaryIO
 
 import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver
+from measure import Window, child_args
 from selectolax.lexbor import LexborHTMLParser
 from yarl import URL
-
-from measure import Window, child_args
 
 
 class LoopbackResolver(AbstractResolver):
@@ -31,15 +31,21 @@ class LoopbackResolver(AbstractResolver):
 
     async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET):  # type: ignore[no-untyped-def,override]
         return [
-            {"hostname": host, "host": self.ip, "port": port, "family": socket.AF_INET,
-             "proto": 0, "flags": socket.AI_NUMERICHOST}
+            {
+                "hostname": host,
+                "host": self.ip,
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
         ]
 
     async def close(self) -> None:
         pass
 
 
-async def crawl(config: dict) -> dict:  # type: ignore[type-arg]
+async def crawl(config: dict, out: BinaryIO) -> dict:  # type: ignore[type-arg]
     concurrency = config["concurrency"]
     hosts = frozenset(config["hosts"])
     connector = aiohttp.TCPConnector(
@@ -51,7 +57,6 @@ async def crawl(config: dict) -> dict:  # type: ignore[type-arg]
     queue: asyncio.Queue[URL] = asyncio.Queue()
     seen: set[str] = set()
     counts = {"pages": 0, "errors": 0, "links": 0}
-    out = open(config["out"], "wb", buffering=1 << 16)  # noqa: SIM115 - closed below
     dumps = orjson.dumps
     newline = orjson.OPT_APPEND_NEWLINE
 
@@ -63,7 +68,8 @@ async def crawl(config: dict) -> dict:  # type: ignore[type-arg]
     def parse(url: URL, html: str) -> None:
         tree = LexborHTMLParser(html)
         title = tree.css_first("title")
-        out.write(dumps({"url": str(url), "title": title.text() if title else None}, option=newline))
+        item = {"url": str(url), "title": title.text() if title else None}
+        out.write(dumps(item, option=newline))
         counts["pages"] += 1
         for node in tree.css("a[href]"):
             href = node.attributes.get("href")
@@ -96,7 +102,7 @@ async def crawl(config: dict) -> dict:  # type: ignore[type-arg]
                     counts["errors"] += 1
                     continue
                 parse(final, body.decode(charset, "replace"))
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 counts["errors"] += 1
                 print(f"bare: {url}: {exc!r}", file=sys.stderr)
             finally:
@@ -114,16 +120,21 @@ async def crawl(config: dict) -> dict:  # type: ignore[type-arg]
                 for task in workers:
                     task.cancel()
     finally:
-        out.close()
         await connector.close()
-    return {"pages": counts["pages"], "items": counts["pages"], "errors": counts["errors"],
-            "links": counts["links"], "seen": len(seen)}
+    return {
+        "pages": counts["pages"],
+        "items": counts["pages"],
+        "errors": counts["errors"],
+        "links": counts["links"],
+        "seen": len(seen),
+    }
 
 
 def main() -> None:
     config, profile = child_args()
     with Window(profile) as window:
-        result = asyncio.run(crawl(config))
+        with open(config["out"], "wb", buffering=1 << 16) as out:
+            result = asyncio.run(crawl(config, out))
     window.report(impl="bare", **result)
 
 

@@ -16,12 +16,12 @@ import sys
 from typing import Any
 
 import orjson
-
 from measure import Window, child_args
 
 CONFIG, PROFILE = child_args()
 # The checkout whose crawler/ and pipelines/ are measured (run.py --root), else this repo.
-sys.path.insert(1, CONFIG.get("root") or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, CONFIG.get("root") or REPO)
 
 from crawler import Crawler, Settings, Spider  # noqa: E402
 
@@ -46,7 +46,7 @@ class JsonLinesFile:
         self._file: Any = None
 
     def open(self, spider: Spider) -> None:
-        self._file = open(self.path, "wb", buffering=1 << 16)  # noqa: SIM115
+        self._file = open(self.path, "wb", buffering=1 << 16)
 
     def process_item(self, item: Any, spider: Spider) -> Any:
         self._file.write(orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE))

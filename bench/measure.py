@@ -22,7 +22,9 @@ def child_args() -> tuple[dict[str, Any], str | None]:
     """(config, pyinstrument output path or None) from the command line."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True, help="JSON object written by run.py")
-    parser.add_argument("--pyinstrument", default=None, help="profile the crawl into PREFIX.txt and PREFIX.html")
+    parser.add_argument(
+        "--pyinstrument", default=None, help="profile the crawl into PREFIX.txt and PREFIX.html"
+    )
     args = parser.parse_args()
     return json.loads(args.config), args.pyinstrument
 

@@ -83,7 +83,7 @@ def _filler_blocks(rng: random.Random, size: int) -> list[bytes]:
         total = 0
         while total < size:
             words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(40, 90)))
-            para = f"<p class=\"text\">{words.capitalize()}.</p>\n"
+            para = f'<p class="text">{words.capitalize()}.</p>\n'
             parts.append(para)
             total += len(para)
         blocks.append("".join(parts).encode())
@@ -134,10 +134,13 @@ def render(shape: SiteShape, port: int) -> tuple[dict[tuple[bytes, bytes], int],
         prng = random.Random(shape.seed * 1_000_003 + i)
         targets = _link_targets(shape, i, prng)
         hrefs = [_href(shape, i, j, port, prng) for j in targets]
-        nav = "".join(f'<a class="nav" href="{h}">Page {j}</a> ' for h, j in zip(hrefs[:8], targets[:8]))
+        nav = "".join(
+            f'<a class="nav" href="{h}">Page {j}</a> '
+            for h, j in zip(hrefs[:8], targets[:8], strict=True)
+        )
         related = "".join(
             f'<li><a href="{h}" title="related page {j}">Related page {j}</a></li>\n'
-            for h, j in zip(hrefs[8:], targets[8:])
+            for h, j in zip(hrefs[8:], targets[8:], strict=True)
         )
         head = (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -145,10 +148,11 @@ def render(shape: SiteShape, port: int) -> tuple[dict[tuple[bytes, bytes], int],
             f'<meta name="description" content="Generated page {i} of {shape.pages}">'
             '<link rel="stylesheet" href="/static/site.css"></head>\n'
             f'<body><header><nav id="top">{nav}</nav></header>\n'
-            f'<main><article><h1>Page {i}</h1>\n'
+            f"<main><article><h1>Page {i}</h1>\n"
         ).encode()
         tail = (
-            f'</article><aside><h2>Related</h2><ul class="related">\n{related}</ul></aside></main>\n'
+            '</article><aside><h2>Related</h2><ul class="related">\n'
+            f"{related}</ul></aside></main>\n"
             f'<footer><p>Generated page {i}. <a href="#top">Back to top</a></p></footer>'
             "</body></html>\n"
         ).encode()
@@ -200,7 +204,9 @@ _ROBOTS = (
     + b"\r\n\r\n"
     + _ROBOTS_BODY
 )
-_NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nnot found"
+_NOT_FOUND = (
+    b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nnot found"
+)
 
 
 def _json_response(data: object) -> bytes:

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
 from .clock import Clock, MonotonicClock
-from .downloader import UNLIMITED_WORKERS, Downloader, DownloaderOptions
+from .downloader import UNLIMITED_WORKERS, Downloader, DownloaderOptions, registered_domain
 from .downloader.rotation import BanRules, ProxyPool, load_proxy_list
 from .frontier.base import Frontier, PolitenessPolicy
 from .frontier.memory import MemoryFrontier
 from .pipeline import PipelineChain
 from .request import Request
+from .response import Response
 from .retry import RetryPolicy
 from .robots import RobotsCache
 from .settings import Settings
@@ -168,7 +169,7 @@ class Crawler:
         if not settings.ROBOTSTXT_OBEY:
             return None
         self.robots = RobotsCache(
-            downloader.fetch,
+            self._robots_fetcher(downloader),
             settings.USER_AGENT,
             self.clock,
             retry_s=settings.ROBOTSTXT_RETRY_S,
@@ -176,6 +177,18 @@ class Crawler:
             max_delay_s=settings.ROBOTSTXT_MAX_DELAY,
         )
         return self.robots
+
+    def _robots_fetcher(self, downloader: Downloader) -> Callable[[Request], Awaitable[Response]]:
+        """robots.txt goes out the way the pages will: through the proxy pool if there is one."""
+        pool = self.proxies
+        if pool is None:
+            return downloader.fetch
+
+        async def fetch_via_pool(request: Request) -> Response:
+            proxy, _ = pool.choose(registered_domain(request.host))
+            return await downloader.fetch(request, proxy)
+
+        return fetch_via_pool
 
     def _throttle(self) -> AutoThrottle | None:
         settings = self.settings

@@ -38,11 +38,17 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class RobotsVerdict:
-    """A verdict, the origin's politeness delay (Crawl-delay / Request-rate), and a retry time."""
+    """A verdict, the origin's politeness delay (Crawl-delay / Request-rate), and a retry time.
+
+    ``waited`` is True when this check waited for robots.txt being fetched for another
+    request: the request was handed out before the origin's delay was known, so a caller
+    should let the frontier space it rather than send it at once.
+    """
 
     verdict: Verdict
     delay_s: float | None = None
     retry_in_s: float = 0.0
+    waited: bool = False
 
 
 @dataclass(slots=True)
@@ -92,16 +98,18 @@ class RobotsCache:
         state = self._origins.get(key)
         if state is None:
             state = self._origins[key] = _Origin()
+        waited = False
         while True:
             if state.fetching is not None:
+                waited = True
                 await asyncio.shield(state.fetching)
                 continue
             if state.parser is not None:
                 if state.parser.can_fetch(request.url, self._agent):
-                    return RobotsVerdict(Verdict.ALLOWED, state.delay_s)
-                return RobotsVerdict(Verdict.DISALLOWED, state.delay_s)
+                    return RobotsVerdict(Verdict.ALLOWED, state.delay_s, waited=waited)
+                return RobotsVerdict(Verdict.DISALLOWED, state.delay_s, waited=waited)
             if state.allow_all:
-                return RobotsVerdict(Verdict.ALLOWED)
+                return RobotsVerdict(Verdict.ALLOWED, waited=waited)
             if state.failures >= self._max_failures:
                 return RobotsVerdict(Verdict.GAVE_UP)
             wait = state.retry_at - self._clock.now()

@@ -110,7 +110,9 @@ class Settings:
         choices=("strict", "unsafe", "none"),
     )
     RESOLVE: dict[str, str] = _setting(
-        {}, "Static host -> IP map used before DNS, like curl --resolve (host:ip on the CLI)."
+        {},
+        "Static host -> IP map used before DNS, like curl --resolve (host:ip on the CLI);"
+        " requests sent through a proxy are resolved by the proxy.",
     )
     DNS_CACHE: bool = _setting(True, "Cache DNS answers in the connector (use_dns_cache).")
     DNS_CACHE_TTL: float = _setting(10.0, "Seconds a cached DNS answer is kept.", minimum=0)

@@ -94,7 +94,9 @@ class RequestProcessor:
         if proxy is not None:
             assert self.proxies is not None
             if self.bans.is_ban(response.status, response.body):
-                await self._banned(lease, proxy, f"http_{response.status}")
+                status = response.status
+                reason = f"http_{status}" if status in self.bans.statuses else "body_pattern"
+                await self._banned(lease, proxy, reason)
                 return
             self.proxies.success(proxy, registered_domain(lease.host))
         if self.throttle is not None:
@@ -189,8 +191,15 @@ class RequestProcessor:
         if verdict.delay_s is not None and host not in self._robots_delay_applied:
             self._robots_delay_applied.add(host)
             await self._apply_robots_delay(host, verdict.delay_s)
+            # The robots.txt fetch was itself a request: the first page waits a delay too.
+            await self.frontier.hold_host(host, verdict.delay_s)
         kind = verdict.verdict
         if kind is Verdict.ALLOWED:
+            if verdict.waited and verdict.delay_s:
+                # Leased before the Crawl-delay was known: queue it again to be spaced out.
+                self.stats.inc("robots/requeued")
+                await self.frontier.retry(lease, 0.0)
+                return False
             return True
         if kind is Verdict.DISALLOWED:
             self.stats.inc("robots/disallowed")

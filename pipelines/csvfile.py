@@ -8,7 +8,7 @@ import io
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 from crawler.errors import ConfigError
 
@@ -29,6 +29,39 @@ def _read_header(path: str | os.PathLike[str]) -> list[str] | None:
         return None
 
 
+_SCAN_BYTES = 1024 * 1024
+
+
+def whole_records(file: IO[bytes], size: int) -> int:
+    """The length of ``file``'s prefix up to and including its last record's line break.
+
+    A cell may hold line breaks inside quotes, so the last record ends at the
+    last ``\\n`` preceded by an even number of ``"`` (an escaped quote is two):
+    one pass counts the file's quotes, then a backward scan finds that newline.
+    Assumes standard quoting, as ``csv.writer`` writes it (any cell holding a
+    quote is quoted). 0 if there is no complete record.
+    """
+    quotes = 0
+    file.seek(0)
+    while chunk := file.read(_SCAN_BYTES):
+        quotes += chunk.count(b'"')
+    end = size
+    after = 0  # quotes in file[end:]
+    while end > 0:
+        start = max(0, end - _SCAN_BYTES)
+        file.seek(start)
+        chunk = file.read(end - start)
+        stop = len(chunk)
+        while (newline := chunk.rfind(b"\n", 0, stop)) >= 0:
+            after += chunk.count(b'"', newline, stop)
+            if (quotes - after) % 2 == 0:
+                return start + newline + 1
+            stop = newline
+        after += chunk.count(b'"', 0, stop)
+        end = start
+    return 0
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
@@ -46,7 +79,14 @@ class CsvExporter:
     Columns are ``fields``, else the first item's keys; when appending to a
     non-empty file its existing header wins and is not written again. Keys
     outside the columns are dropped (a CSV file cannot grow columns) with one
-    warning per dropped field; missing keys give empty cells.
+    warning per dropped field; missing keys give empty cells. A partial last
+    row left by a crash is truncated before appending (with a warning).
+    ``flush(spider)`` writes and fsyncs every row processed so far.
+
+    Resuming a crawl gives *at least once* delivery: each item is in the file
+    at least once, but items of requests in flight at the crash (processed,
+    not yet checkpointed) are written again and may appear twice. De-duplicate
+    downstream, or use a SQLite output for exactly once.
     """
 
     def __init__(
@@ -60,7 +100,7 @@ class CsvExporter:
         self._fields_option = list(fields) if fields else None
         # The columns written; without ``fields`` known only after the first item.
         self.fields = self._fields_option
-        self._out = BufferedFile(path)
+        self._out = BufferedFile(path, complete_prefix=whole_records)
         self._columns: set[str] = set()
         self._dropped: set[str] = set()
         self._header_pending = True
@@ -78,17 +118,19 @@ class CsvExporter:
         self._columns = set(fields)
 
     async def open(self, spider: Any) -> None:
-        """Read the existing header when appending, then open the file."""
+        """Open the file (dropping a partial last row), then read its header when appending."""
         self.fields = self._fields_option
         self._columns = set()
         self._dropped = set()
         self._header_pending = True
         self._new_batch()
+        await self._out.open(overwrite=self.overwrite, spider=spider)
         existing = None
         if not self.overwrite and not self._out.is_stdout:
             try:
                 existing = await asyncio.to_thread(_read_header, self.path)
             except (OSError, UnicodeDecodeError, csv.Error) as exc:
+                await self._out.close()
                 raise ConfigError(
                     f"cannot open output file {os.fspath(self.path)!r} to append: {exc};"
                     " use -O to overwrite it"
@@ -106,7 +148,6 @@ class CsvExporter:
             self._header_pending = False
         elif self.fields is not None:
             self._set_fields(self.fields)
-        await self._out.open(overwrite=self.overwrite)
         if self.fields is not None and self._header_pending:
             # Known columns: write the header even if the crawl yields no item.
             self._writer.writerow(self.fields)
@@ -142,12 +183,16 @@ class CsvExporter:
                 self.fields,
             )
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, durable: bool = False) -> None:
         text = self._text.getvalue()
         self._new_batch()
         if text:
             self._out.write_nowait(text.encode())
-        await self._out.flush()
+        await self._out.flush(durable=durable)
+
+    async def flush(self, spider: Any) -> None:
+        """Make every row processed so far durable: write the buffer and fsync the file."""
+        await self._flush(durable=True)
 
     async def close(self, spider: Any) -> None:
         """Write the remaining rows and close the file."""

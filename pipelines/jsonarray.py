@@ -27,7 +27,14 @@ class JsonArrayExporter:
     """Writes all items to ``path`` as one JSON array, one item per line; ``[]`` if none.
 
     An array cannot be appended to and stay valid JSON, so an existing
-    non-empty file is refused unless ``overwrite`` is true.
+    non-empty file is refused unless ``overwrite`` is true. ``flush(spider)``
+    writes and fsyncs every item processed so far, but the array is closed
+    only by ``close``: a file cut short by a crash lacks its final ``]``.
+
+    Not resumable: a resumed crawl can neither append to the array nor
+    re-create the items of requests finished before the crash, so overwriting
+    (``-O``) loses them. Use a ``.jsonl`` or ``.db`` output for crawls you may
+    resume.
     """
 
     def __init__(self, path: str | os.PathLike[str], overwrite: bool = False) -> None:
@@ -48,7 +55,7 @@ class JsonArrayExporter:
                     "use -O to overwrite or a .jsonl output"
                 )
         # The file is new or empty by now, so truncating loses nothing.
-        await self._out.open(overwrite=True)
+        await self._out.open(overwrite=True, spider=spider)
         self._count = 0
 
     async def process_item(self, item: Any, spider: Any) -> Any:
@@ -59,6 +66,10 @@ class JsonArrayExporter:
         if self._out.write_nowait(prefix + dumps(to_dict(item))):
             await self._out.flush()
         return item
+
+    async def flush(self, spider: Any) -> None:
+        """Make every item processed so far durable: write the buffer and fsync the file."""
+        await self._out.flush(durable=True)
 
     async def close(self, spider: Any) -> None:
         """Close the array and the file."""

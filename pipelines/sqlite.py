@@ -16,6 +16,7 @@ from typing import Any
 import aiosqlite
 
 from crawler.errors import ConfigError
+from crawler.pipeline import item_key
 
 from .jsonlines import dumps, to_dict
 
@@ -25,6 +26,8 @@ logger = logging.getLogger("crawler.pipelines.sqlite")
 
 BATCH_ITEMS = 500
 """Rows buffered before one executemany + commit: one transaction per batch, not per item."""
+
+_Row = tuple[str, str | None, str, str, str]
 
 _COLUMNS = ["key", "url", "item", "first_seen", "last_seen"]
 
@@ -43,10 +46,18 @@ class SqliteExporter:
 
     The table is ``table``, else the spider's name (sanitized), with columns
     ``key`` (primary key), ``url``, ``item`` (JSON), ``first_seen`` and
-    ``last_seen`` (UTC ISO 8601). ``key`` is the item's ``key_field`` value, or
-    else a SHA-1 of its content, so the same item seen again updates its row
-    instead of adding one. ``overwrite`` drops the table first. ``now`` is the
-    timestamp source (injectable for tests).
+    ``last_seen`` (UTC ISO 8601). ``key`` is the item's ``key_field`` value;
+    without one, the crawl's :func:`crawler.pipeline.item_key` (by default
+    ``<request fingerprint>:<index of the item on its page>``); outside a
+    crawl, a SHA-1 of the item's content. The same item seen again updates its
+    row instead of adding one. ``overwrite`` drops the table first. ``now`` is
+    the timestamp source (injectable for tests).
+
+    Rows are upserted in batches of BATCH_ITEMS, each one committed (and, with
+    ``synchronous=FULL``, synced) transaction; ``flush(spider)`` commits the
+    pending batch. Resuming a crawl gives *exactly once*: items of requests in
+    flight at the crash are produced again with the same keys and update their
+    rows instead of duplicating them.
     """
 
     def __init__(
@@ -66,7 +77,8 @@ class SqliteExporter:
         self.key_field = key_field
         self._now = now
         self._db: aiosqlite.Connection | None = None
-        self._rows: list[tuple[str, str | None, str, str, str]] = []
+        self._rows: list[_Row] = []
+        self._writing: asyncio.Task[None] | None = None
         self._upsert = ""
         self._warned_no_key = False
 
@@ -78,6 +90,7 @@ class SqliteExporter:
         table = self._table_option or table_name(getattr(spider, "name", "") or "")
         self.table = table
         self._rows = []
+        self._writing = None
         quoted = f'"{table}"'
         self._upsert = (
             f"INSERT INTO {quoted} (key, url, item, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)"
@@ -92,6 +105,8 @@ class SqliteExporter:
             # WAL: readers (e.g. `sqlite3 items.db` during a crawl) do not block our writes.
             # execute_fetchall: a PRAGMA left un-stepped would keep the table locked for DROP.
             await db.execute_fetchall("PRAGMA journal_mode=WAL")
+            # FULL: every commit is synced, so a flushed batch survives power loss too.
+            await db.execute_fetchall("PRAGMA synchronous=FULL")
             if self.overwrite:
                 await db.execute(f"DROP TABLE IF EXISTS {quoted}")
             await db.execute(
@@ -133,21 +148,43 @@ class SqliteExporter:
             if not self._warned_no_key:
                 self._warned_no_key = True
                 logger.warning(
-                    "[%s] item without key field %r; keying such items by content",
+                    "[%s] item without key field %r; keying such items by crawl key or content",
                     getattr(spider, "name", ""),
                     self.key_field,
                 )
+        key = item_key()
+        if key is not None:
+            return key
         # Sorted keys: equal items give equal keys whatever their field order.
         return hashlib.sha1(dumps(data, sort_keys=True), usedforsecurity=False).hexdigest()
 
     async def _flush(self) -> None:
+        """Upsert and commit the buffered rows, after any batch already being written.
+
+        Waits even with no rows to write, so once this returns every row
+        buffered so far is committed (a no-op commit is cheap).
+        """
         rows, self._rows = self._rows, []
-        if not rows:
-            return
         if self._db is None:
+            if not rows:
+                return
             raise RuntimeError(f"{self!r} is not open: call open(spider) first")
-        await self._db.executemany(self._upsert, rows)
-        await self._db.commit()
+        self._writing = asyncio.create_task(self._write_after(self._writing, self._db, rows))
+        # Shielded: cancelling the caller must not drop a batch it took from the buffer.
+        await asyncio.shield(self._writing)
+
+    async def _write_after(
+        self, previous: asyncio.Task[None] | None, db: aiosqlite.Connection, rows: list[_Row]
+    ) -> None:
+        if previous is not None:
+            await previous
+        if rows:
+            await db.executemany(self._upsert, rows)
+        await db.commit()
+
+    async def flush(self, spider: Any) -> None:
+        """Make every item processed so far durable: upsert and commit the pending batch."""
+        await self._flush()
 
     async def close(self, spider: Any) -> None:
         """Upsert the remaining rows and close the database."""
@@ -155,5 +192,6 @@ class SqliteExporter:
             await self._flush()
         finally:
             db, self._db = self._db, None
+            self._writing = None
             if db is not None:
                 await db.close()

@@ -17,7 +17,7 @@ from xml.etree.ElementTree import Element
 from defusedxml import ElementTree as SafeElementTree
 from protego import Protego
 
-from crawler import Request, Response, Spider
+from crawler import InvalidRequest, Request, Response, Spider
 
 __all__ = ["SitemapSpider", "parse_sitemap"]
 
@@ -104,7 +104,10 @@ class SitemapSpider(Spider):
 
     def _parse_robots(self, response: Response) -> Iterator[Request]:
         for url in Protego.parse(response.text).sitemaps:
-            yield Request(url, callback=self._parse_sitemap)
+            try:  # a relative Sitemap: line is resolved against robots.txt's URL
+                yield response.follow(url, callback=self._parse_sitemap)
+            except InvalidRequest as exc:
+                self.logger.warning("bad Sitemap line in %s: %s", response.url, exc)
 
     def _parse_sitemap(self, response: Response) -> Iterator[Request]:
         kind, entries = parse_sitemap(response.body)

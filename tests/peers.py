@@ -8,10 +8,13 @@ readiness is a line the peer prints or a socket that is already bound.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
+import signal
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -233,26 +236,29 @@ class UnixSiteServer(SiteServer):
         return f"http://{host}{path}"
 
 
-# -- a real proxy: tinyproxy in the foreground ------------------------------------------------
+# -- real proxies: tinyproxy and proxy.py, each a child process in the foreground -------------
 
-TINYPROXY = shutil.which("tinyproxy") or ("/usr/bin/tinyproxy" if os.path.exists("/usr/bin/tinyproxy") else None)
+TINYPROXY = shutil.which("tinyproxy") or (
+    "/usr/bin/tinyproxy" if os.path.exists("/usr/bin/tinyproxy") else None
+)
 
 
-def require_tinyproxy() -> str:
-    """The tinyproxy binary; skip when it is absent, except in CI where it must be there."""
-    if TINYPROXY is None:
-        if os.environ.get("CI"):
-            pytest.fail("tinyproxy is not installed but CI is set: apt-get install tinyproxy")
-        pytest.skip("tinyproxy is not installed (apt-get install tinyproxy); set CI=1 to require it")
-    return TINYPROXY
+def _require(present: bool, what: str, install: str) -> None:
+    """Skip when ``what`` is absent, except in CI (the CI env var is set) where it must be there."""
+    if present:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is not installed but CI is set: {install}")
+    pytest.skip(f"{what} is not installed ({install}); with CI=1 this test fails instead")
 
 
 @dataclass
-class Tinyproxy:
-    """A running tinyproxy; ``lines`` is its log so far (it logs each request line)."""
+class ProxyPeer:
+    """A running proxy process; ``lines`` is its log so far (both log each request)."""
 
-    port: int
+    name: str
     process: asyncio.subprocess.Process
+    port: int = 0
     lines: list[str] = field(default_factory=list)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _eof: bool = False
@@ -265,19 +271,31 @@ class Tinyproxy:
         return f"http://{user}:{password}@127.0.0.1:{self.port}"
 
     async def wait_for_log(self, text: str) -> str:
-        """The first log line containing ``text``, waiting for tinyproxy to write it."""
+        """The first log line containing ``text``, waiting for the proxy to write it."""
         async with asyncio.timeout(HANG_GUARD_S), self._changed:
             while True:
                 for line in self.lines:
                     if text in line:
                         return line
                 if self._eof:
-                    raise AssertionError(f"tinyproxy never logged {text!r}:\n" + "".join(self.lines))
+                    raise AssertionError(
+                        f"{self.name} never logged {text!r}:\n" + "".join(self.lines)
+                    )
                 await self._changed.wait()
 
+    async def _read_until(self, marker: bytes) -> bytes:
+        assert self.process.stdout is not None
+        while True:
+            line = await self.process.stdout.readline()
+            if not line:
+                raise AssertionError(f"{self.name} exited:\n" + "".join(self.lines))
+            self.lines.append(line.decode(errors="replace"))
+            if marker in line:
+                return line
+
     async def _drain(self) -> None:
-        assert self.process.stderr is not None
-        while line := await self.process.stderr.readline():
+        assert self.process.stdout is not None
+        while line := await self.process.stdout.readline():
             async with self._changed:
                 self.lines.append(line.decode(errors="replace"))
                 self._changed.notify_all()
@@ -287,48 +305,66 @@ class Tinyproxy:
 
 
 @asynccontextmanager
-async def tinyproxy(directory: Path, basic_auth: tuple[str, str] | None = None) -> AsyncIterator[Tinyproxy]:
-    """Start tinyproxy on 127.0.0.1:<free port>, allowing CONNECT to any port."""
-    binary = require_tinyproxy()
-    port = free_port()
-    conf = directory / "tinyproxy.conf"
-    lines = [
-        f"Port {port}",
-        "Listen 127.0.0.1",
-        "Allow 127.0.0.1",
-        "LogLevel Info",
-        "MaxClients 20",
-        "Timeout 30",
-    ]
-    if basic_auth is not None:
-        lines.append(f"BasicAuth {basic_auth[0]} {basic_auth[1]}")
-    conf.write_text("\n".join(lines) + "\n")
+async def _run_proxy(
+    name: str, argv: list[str], ready: bytes, port: int | None
+) -> AsyncIterator[ProxyPeer]:
     process = await asyncio.create_subprocess_exec(
-        binary, "-d", "-c", str(conf),
+        *argv,
         stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    proxy = Tinyproxy(port, process)
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # its own process group: children are stopped with it
+    )
+    proxy = ProxyPeer(name, process, port or 0)
     drain: asyncio.Task[None] | None = None
     try:
         async with asyncio.timeout(HANG_GUARD_S):
-            assert process.stderr is not None
-            while True:  # ready once it says so; its log goes to stderr in the foreground
-                line = await process.stderr.readline()
-                if not line:
-                    raise AssertionError("tinyproxy exited:\n" + "".join(proxy.lines))
-                proxy.lines.append(line.decode(errors="replace"))
-                if b"Accepting connections" in line:
-                    break
+            line = await proxy._read_until(ready)  # it says when it listens
+        if port is None:  # "Listening on 127.0.0.1:<port>"
+            proxy.port = int(line.decode().rsplit(":", 1)[1])
         drain = asyncio.create_task(proxy._drain())
         yield proxy
     finally:
         if process.returncode is None:
-            process.terminate()
+            os.killpg(process.pid, signal.SIGTERM)  # the group this function started
         if drain is not None:
-            await drain  # ends at EOF, when the process has gone
+            await drain  # ends at EOF, when the process (and its children) have gone
         await process.wait()
+
+
+@asynccontextmanager
+async def tinyproxy(
+    directory: Path, basic_auth: tuple[str, str] | None = None
+) -> AsyncIterator[ProxyPeer]:
+    """tinyproxy on 127.0.0.1:<free port>, CONNECT allowed to any port; it adds a Via header.
+
+    With ``basic_auth`` it answers a request without credentials with 407 but one
+    with wrong credentials with 401 (a tinyproxy quirk).
+    """
+    _require(TINYPROXY is not None, "tinyproxy", "apt-get install tinyproxy")
+    assert TINYPROXY is not None
+    port = free_port()
+    conf = directory / "tinyproxy.conf"
+    lines = [f"Port {port}", "Listen 127.0.0.1", "Allow 127.0.0.1", "LogLevel Info"]
+    lines += ["MaxClients 20", "Timeout 30"]  # no ConnectPort line: CONNECT to any port
+    if basic_auth is not None:
+        lines.append(f"BasicAuth {basic_auth[0]} {basic_auth[1]}")
+    conf.write_text("\n".join(lines) + "\n")
+    argv = [TINYPROXY, "-d", "-c", str(conf)]  # -d: foreground, log to stdout
+    async with _run_proxy("tinyproxy", argv, b"Accepting connections", port) as proxy:
+        yield proxy
+
+
+@asynccontextmanager
+async def proxy_py(basic_auth: tuple[str, str] | None = None) -> AsyncIterator[ProxyPeer]:
+    """proxy.py on 127.0.0.1:<port it picked>; answers wrong credentials with 407."""
+    _require(importlib.util.find_spec("proxy") is not None, "proxy.py", "pip install proxy.py")
+    argv = [sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", "0"]
+    argv += ["--num-acceptors", "1", "--log-level", "DEBUG"]
+    if basic_auth is not None:
+        argv += ["--basic-auth", f"{basic_auth[0]}:{basic_auth[1]}"]
+    async with _run_proxy("proxy.py", argv, b"Listening on", None) as proxy:
+        yield proxy
 
 
 # -- DNS: a dnslib server on a free UDP loopback port ------------------------------------------

@@ -13,6 +13,7 @@ from aiohttp import web
 from peers import HANG_GUARD_S, UnixSiteServer, crawl, dns_server, make_crawler
 
 from crawler import Request, Response, Settings, SettingsError, Spider
+from crawler.downloader.connector import MappedResolver
 from crawler.testing import SiteServer
 
 
@@ -28,6 +29,7 @@ class Pages(Spider):
         self.responses: list[Response] = []
         self.failures: list[Exception] = []
         self.connector: aiohttp.TCPConnector | None = None
+        self.resolver: Any = None
 
     async def start(self) -> AsyncIterator[Request]:
         for url in self.urls:
@@ -37,6 +39,7 @@ class Pages(Spider):
         self.responses.append(response)
         if self.crawler is not None:
             self.connector = self.crawler.downloader._connector
+            self.resolver = getattr(self.connector, "owned_resolver", None)
 
 
 async def connector_of(server: SiteServer, **settings: Any) -> aiohttp.TCPConnector:
@@ -74,9 +77,7 @@ async def test_per_host_concurrency_seen_by_the_server(site: Any) -> None:
 
     server = await site({"a.test": {f"/{n}": pair for n in range(4)}})
     spider = Pages([server.url("a.test", f"/{n}") for n in range(4)])
-    run = await crawl(
-        spider, RESOLVE=server.resolve_map(), CONCURRENCY=8, CONCURRENCY_PER_HOST=2
-    )
+    run = await crawl(spider, RESOLVE=server.resolve_map(), CONCURRENCY=8, CONCURRENCY_PER_HOST=2)
     assert run.stats["pages"] == 4
     assert server.max_concurrency["a.test"] == 2
 
@@ -90,16 +91,29 @@ async def test_dns_cache_settings_reach_the_connector(site: Any, cache: bool, tt
 
 
 async def test_dns_nameservers_use_a_real_dns_server(site: Any) -> None:
-    server = await site({"shop.test": {"/": "<p>shop</p>"}})
+    server = await site({"shop.test": {"/": "<p>shop</p>"}, "mapped.test": {"/": "<p>map</p>"}})
     with dns_server() as dns:
-        spider = Pages([server.url("shop.test")])
-        run = await crawl(spider, DNS_NAMESERVERS=[dns.nameserver])
+        spider = Pages([server.url("shop.test"), server.url("mapped.test")])
+        crawler, _ = make_crawler(
+            spider, DNS_NAMESERVERS=[dns.nameserver], RESOLVE={"mapped.test": "127.0.0.1"}
+        )
+        spider.crawler = crawler
+        async with asyncio.timeout(HANG_GUARD_S):
+            result = await crawler.run()
         queries = dns.queries
     assert spider.failures == []
-    assert [r.text for r in spider.responses] == ["<p>shop</p>"]
-    assert ("shop.test", "A") in queries
-    assert server.paths_seen("shop.test") == ["/"]
-    assert run.stats["pages"] == 1
+    assert sorted(r.text for r in spider.responses) == ["<p>map</p>", "<p>shop</p>"]
+    assert ("shop.test", "A") in queries  # asked the DNS server...
+    assert all(name != "mapped.test" for name, _ in queries)  # ...but RESOLVE came first
+    assert sorted(server.paths_seen()) == ["mapped.test/", "shop.test/"]
+    assert result.stats["pages"] == 2
+    # The resolvers built for the crawl are closed with the connector.
+    connector: Any = spider.connector
+    assert connector is not None and connector.closed
+    assert connector.owned_resolver is None
+    assert isinstance(spider.resolver, MappedResolver)
+    assert isinstance(spider.resolver._fallback, aiohttp.AsyncResolver)
+    assert spider.resolver._fallback._resolver is None  # its aiodns channel is gone
 
 
 async def test_dns_nameservers_answer_nxdomain_is_a_network_failure(site: Any) -> None:
@@ -114,7 +128,7 @@ async def test_dns_nameservers_answer_nxdomain_is_a_network_failure(site: Any) -
 def test_dns_nameservers_are_checked() -> None:
     from crawler.downloader.connector import ConnectorOptions, build_connector
 
-    with pytest.raises(SettingsError, match="DNS_NAMESERVERS entry 'dns.test:53'"):
+    with pytest.raises(SettingsError, match=r"DNS_NAMESERVERS entry 'dns\.test:53'"):
         build_connector(ConnectorOptions(nameservers=("dns.test:53",)))
 
 
@@ -145,7 +159,9 @@ async def test_unix_sockets_carry_that_hosts_requests(site: Any, tmp_path: Path)
     tcp = await site({"a.test": {"/": "<p>tcp</p>"}})
     path = str(tmp_path / "api.sock")
     assert len(path) < 100, "Unix socket paths are limited to ~107 bytes"
-    async with UnixSiteServer({"api.test": {"/": cookie_echo, "/again": cookie_echo}}, path=path) as unix:
+    async with UnixSiteServer(
+        {"api.test": {"/": cookie_echo, "/again": cookie_echo}}, path=path
+    ) as unix:
         spider = Pages([unix.url("api.test"), tcp.url("a.test")])
         spider.cookies = {"spider": "1"}
         run = await crawl(

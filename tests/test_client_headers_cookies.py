@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from aiohttp import web
 from multidict import CIMultiDictProxy
 from peers import crawl
 
-from crawler import Request, Response, Spider
+from crawler import Request, Response, Settings, SettingsError, Spider
+from crawler.downloader import DownloaderOptions
 from crawler.testing import SiteServer
 
 
@@ -133,9 +135,7 @@ async def test_initial_cookies_from_spider_settings_and_request(site: Any) -> No
         ]
     )
     spider.cookies = {"spider": "1"}
-    await crawl(
-        spider, RESOLVE=server.resolve_map(), DOMAIN_COOKIES={"a.test": {"dom": "2"}}
-    )
+    await crawl(spider, RESOLVE=server.resolve_map(), DOMAIN_COOKIES={"a.test": {"dom": "2"}})
     assert spider.responses["a"].json()["cookies"] == {"spider": "1", "dom": "2", "req": "3"}
     assert spider.responses["b"].json()["cookies"] == {"spider": "1"}
     # Request(cookies=) is for that request only; it does not enter the jar.
@@ -225,3 +225,66 @@ async def test_repeated_headers_raw_headers_and_response_cookies(site: Any) -> N
     assert [v for k, v in response.raw_headers if k.lower() == b"x-multi"] == [b"one", b"two"]
     assert {name: m.value for name, m in response.cookies.items()} == {"first": "1", "second": "2"}
     assert spider.jar_seen["a"] == {"first": "1", "second": "2"}
+
+
+async def test_domain_headers_stay_with_their_domain_across_redirects(site: Any) -> None:
+    server: SiteServer = await site(
+        {"a.test": {}, "b.test": {"/landing": echo}, "c.test": {"/": echo}}
+    )
+
+    async def go_to_b(request: web.Request) -> web.Response:
+        raise web.HTTPFound(server.url("b.test", "/landing"))
+
+    server.pages["a.test"]["/go"] = go_to_b
+    spider = Recorder([Request(server.url("a.test", "/go"), meta={"key": "go"})])
+    spider.headers = {"X-Level": "spider"}
+    await crawl(
+        spider,
+        RESOLVE=server.resolve_map(),
+        DOMAIN_HEADERS={
+            "a.test": {"X-Token": "a-secret", "X-Level": "a"},
+            "b.test": {"X-B": "b"},
+        },
+    )
+    [go_seen] = [r for r in server.requests if r.path_qs == "/go"]
+    assert go_seen.headers["X-Token"] == "a-secret"
+    landing = spider.responses["go"]
+    assert landing.url == server.url("b.test", "/landing")
+    assert received(landing, "X-Token") == []  # a.test's secret never reaches b.test
+    assert received(landing, "X-Level") == ["spider"]
+    assert received(landing, "X-B") == ["b"]  # b.test's own headers apply there
+
+
+async def test_domain_settings_cover_subdomains(site: Any) -> None:
+    server = await site({"www.a.test": {"/": echo}, "a.test": {"/": echo}})
+    spider = Recorder(
+        [
+            Request(server.url("www.a.test"), meta={"key": "www"}),
+            Request(server.url("a.test"), meta={"key": "apex"}),
+        ]
+    )
+    await crawl(
+        spider,
+        RESOLVE=server.resolve_map(),
+        DOMAIN_COOKIES={"a.test": {"dom": "2"}},
+        DOMAIN_HEADERS={"a.test": {"X-Domain": "a"}},
+    )
+    for key in ("www", "apex"):
+        assert spider.responses[key].json()["cookies"] == {"dom": "2"}
+        assert received(spider.responses[key], "X-Domain") == ["a"]
+
+
+@pytest.mark.parametrize("setting", ["DOMAIN_HEADERS", "DOMAIN_COOKIES", "DOMAIN_SSL"])
+def test_a_subdomain_key_in_domain_settings_is_refused(setting: str) -> None:
+    value: Any = {"www.a.test": {"x": "1"}} if setting != "DOMAIN_SSL" else {"www.a.test": "false"}
+    settings = Settings.build(("test", {setting: value}))
+    with pytest.raises(SettingsError, match=rf"{setting}\['www.a.test'\].*use 'a.test'"):
+        DownloaderOptions.from_settings(settings)
+
+
+def test_a_cookie_that_cannot_be_sent_is_a_settings_error() -> None:
+    settings = Settings.build(("test", {"DOMAIN_COOKIES": {"a.test": {"path": "x"}}}))
+    with pytest.raises(SettingsError, match=r"DOMAIN_COOKIES\['a.test'\]: cookie 'path'"):
+        DownloaderOptions.from_settings(settings)
+    with pytest.raises(SettingsError, match=r"Spider.cookies: cookie 'bad name'"):
+        DownloaderOptions.from_settings(Settings(), cookies={"bad name": "1"})

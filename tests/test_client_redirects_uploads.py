@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from peers import crawl
+from yarl import URL
 
 from crawler import Request, Response, Spider
 from crawler.downloader.uploads import compress_body
@@ -236,3 +237,105 @@ def test_compress_body_values() -> None:
         compress_body(b"x", "zip")
     with pytest.raises(InvalidRequest, match="bytes or str, got dict"):
         compress_body({"a": 1}, "gzip")  # type: ignore[arg-type]
+
+
+# -- what each hop carries --------------------------------------------------------------------
+
+
+async def seen_echo(request: web.Request) -> web.Response:
+    return web.json_response(
+        {
+            "method": request.method,
+            "body": (await request.read()).decode(),
+            "authorization": request.headers.get("Authorization"),
+            "cookies": dict(request.cookies),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "body"),
+    [
+        (303, "GET", ""),
+        (302, "GET", ""),
+        (301, "GET", ""),
+        (307, "POST", "q=1"),
+        (308, "POST", "q=1"),
+    ],
+)
+async def test_a_post_redirect_keeps_or_drops_the_body_by_status(
+    site: Any, status: int, method: str, body: str
+) -> None:
+    server = await site({"a.test": {"/form": redirect(status, "/result"), "/result": seen_echo}})
+    spider = Fetch([Request(server.url("a.test", "/form"), method="POST", data={"q": "1"})])
+    await crawl(spider, RESOLVE=server.resolve_map())
+    [response] = spider.responses
+    assert [h.status for h in response.history] == [status]
+    assert response.json()["method"] == method
+    assert response.json()["body"] == body
+    assert response.request.method == "POST"  # the callback sees the request it made
+
+
+async def test_credentials_of_the_request_stay_with_its_origin(site: Any) -> None:
+    server = await site({"a.test": {"/me": seen_echo}, "b.test": {"/me": seen_echo}})
+    server.pages["a.test"]["/local"] = redirect(302, "/me")
+    server.pages["a.test"]["/away"] = redirect(302, server.url("b.test", "/me"))
+    secret = {"headers": {"Authorization": "Bearer t0ken"}, "cookies": {"rc": "1"}}
+    spider = Fetch(
+        [
+            Request(server.url("a.test", "/local"), **secret),  # type: ignore[arg-type]
+            Request(server.url("a.test", "/away"), **secret),  # type: ignore[arg-type]
+        ]
+    )
+    await crawl(spider, RESOLVE=server.resolve_map())
+    by_start = {URL(r.history[0].url).path: r.json() for r in spider.responses}
+    assert by_start["/local"]["authorization"] == "Bearer t0ken"  # same origin: kept
+    assert by_start["/local"]["cookies"] == {"rc": "1"}
+    assert by_start["/away"]["authorization"] is None  # another origin: dropped
+    assert by_start["/away"]["cookies"] == {}
+
+
+async def test_a_redirect_to_another_domain_uses_that_domains_jar(site: Any) -> None:
+    async def set_b_cookie(request: web.Request) -> web.Response:
+        response = web.Response(text="b home")
+        response.set_cookie("bsid", "b-session", path="/")
+        return response
+
+    async def set_a_cookie_and_go(request: web.Request) -> web.Response:
+        response = web.Response(status=302, headers={"Location": server.url("b.test", "/me")})
+        response.set_cookie("asid", "a-session", path="/")
+        return response
+
+    server = await site(
+        {"a.test": {"/go": set_a_cookie_and_go}, "b.test": {"/": set_b_cookie, "/me": seen_echo}}
+    )
+
+    class Chain(Fetch):
+        def parse(self, response: Response) -> Any:
+            self.responses.append(response)
+            if response.url == server.url("b.test"):
+                yield Request(server.url("a.test", "/go"), callback=self.parse)
+
+    spider = Chain([Request(server.url("b.test"))])
+    await crawl(spider, RESOLVE=server.resolve_map())
+    landing = spider.responses[-1]
+    assert landing.url == server.url("b.test", "/me")
+    assert landing.json()["cookies"] == {"bsid": "b-session"}  # b.test's jar, not a.test's
+    assert landing.history[0].headers["Set-Cookie"].startswith("asid=")
+
+
+async def test_follow_may_refuse_a_redirect_target(site: Any) -> None:
+    from crawler.downloader import Downloader, DownloaderOptions
+    from crawler.settings import Settings
+
+    server = await site(
+        {"a.test": {"/away": redirect(302, "http://evil.test/")}, "evil.test": {"/": "evil"}}
+    )
+    settings = Settings.build(("test", {"RESOLVE": server.resolve_map()}))
+    async with Downloader(DownloaderOptions.from_settings(settings)) as downloader:
+        request = Request(server.url("a.test", "/away"))
+        response = await downloader.fetch(request, follow=lambda host: host != "evil.test")
+    assert response.status == 302
+    assert response.history == ()
+    assert response.headers["Location"] == "http://evil.test/"
+    assert server.paths_seen() == ["a.test/away"]

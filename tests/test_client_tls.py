@@ -90,7 +90,7 @@ def test_a_missing_ca_bundle_fails_before_the_crawl(tmp_path: Path) -> None:
 
     missing = str(tmp_path / "nope.pem")
     options = DownloaderOptions.from_settings(Settings.build(("t", {"SSL_CA_BUNDLE": missing})))
-    with pytest.raises(SettingsError, match="SSL_CA_BUNDLE=.*nope.pem.*no such file"):
+    with pytest.raises(SettingsError, match=r"SSL_CA_BUNDLE=.*nope\.pem.*no such file"):
         Downloader(options)
 
 
@@ -116,9 +116,7 @@ async def test_ssl_verify_false_works_and_warns_once_per_domain(
 
 
 async def test_request_ssl_false_is_per_request(https: TlsSiteServer) -> None:
-    spider = Fetch(
-        [Request(https.url("secure.test"), ssl=False), Request(https.url("other.test"))]
-    )
+    spider = Fetch([Request(https.url("secure.test"), ssl=False), Request(https.url("other.test"))])
     run = await crawl(spider, RESOLVE=https.resolve_map())
     assert ok_hosts(spider) == ["secure.test/"]
     assert failed_hosts(spider) == ["other.test"]

@@ -84,14 +84,20 @@ async def test_timings_survive_a_redirect(site: Any) -> None:
 async def test_user_trace_configs_from_settings_and_spider(site: Any) -> None:
     server = await site({"a.test": PAGES, "b.test": PAGES})
     from_settings, from_spider = CountStarts(), CountStarts()
-    urls = [server.url("a.test", "/one"), server.url("b.test", "/three"), server.url("a.test", "/moved")]
+    urls = [
+        server.url("a.test", "/one"),
+        server.url("b.test", "/three"),
+        server.url("a.test", "/moved"),
+    ]
     spider = Sequential(urls)
     spider.trace_configs = [from_spider.config]
     run = await crawl(spider, RESOLVE=server.resolve_map(), TRACE_CONFIGS=[from_settings.config])
     assert run.stats["pages"] == 3
-    # once per request, redirects included, in every domain's session
-    assert from_settings.starts == urls
-    assert from_spider.starts == urls
+    # once per HTTP request, in every domain's session; each redirect hop is one
+    # (the downloader follows redirects itself, each hop through its domain's session)
+    expected = [*urls, server.url("a.test", "/two")]
+    assert from_settings.starts == expected
+    assert from_spider.starts == expected
 
 
 STRING_TRACE = CountStarts()
@@ -114,5 +120,7 @@ STRING_TRACE_CONFIG = STRING_TRACE.config
 
 async def test_a_trace_config_that_is_not_one_is_a_settings_error() -> None:
     spider = Sequential(["http://a.test/"])
-    with pytest.raises(SettingsError, match=r"TRACE_CONFIGS entry .* is not an aiohttp.TraceConfig"):
+    with pytest.raises(
+        SettingsError, match=r"TRACE_CONFIGS entry .* is not an aiohttp.TraceConfig"
+    ):
         await crawl(spider, TRACE_CONFIGS=[object()])

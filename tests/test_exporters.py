@@ -1,11 +1,14 @@
-"""The built-in exporters: every item kind round-trips, append/overwrite, stdout, upserts."""
+"""The built-in exporters: every item kind round-trips, append/overwrite, stdout, upserts,
+durable flushes, and repair of a partial last record left by a crash."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import io
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -21,6 +24,7 @@ import pytest
 
 from crawler import Crawler, ItemPipeline, Settings, Spider
 from crawler.errors import ConfigError
+from crawler.pipeline import PipelineChain
 from crawler.testing import SiteServer, html_page
 from pipelines import (
     CsvExporter,
@@ -30,6 +34,7 @@ from pipelines import (
     exporter_for,
 )
 from pipelines.jsonlines import FLUSH_BYTES
+from pipelines.sqlite import BATCH_ITEMS
 
 TEXT = "Zürich – 東京 🕷"  # noqa: RUF001 - the en dash is the point
 META = {"spots": [{"name": TEXT, "ratings": [5, 4], "geo": {"lat": 47.37}}], "open": True}
@@ -367,6 +372,240 @@ async def test_sqlite_refuses_a_table_with_another_schema(tmp_path: Path) -> Non
         await SqliteExporter(path).open(SPIDER)
     await export(SqliteExporter(path, overwrite=True), make_items()[:1])
     assert read_sqlite(path) == EXPECTED[:1]
+
+
+# --- durable flush (crash-safe checkpoints) ---------------------------------------------------
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The file descriptors os.fsync is called with, in order."""
+    calls: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+async def test_flush_makes_items_readable_before_close(tmp_path: Path, kind: str) -> None:
+    make, read = FORMATS[kind]
+    path = tmp_path / f"items.{kind}"
+    exporter = make(path)
+    await exporter.open(SPIDER)
+    try:
+        for item in make_items()[:2]:
+            await exporter.process_item(item, SPIDER)
+        await exporter.flush(SPIDER)
+        # Another reader (a second connection for SQLite) sees both items before close.
+        if kind == "json":
+            # The array is closed only by close(); its elements are all there.
+            assert (
+                read_jsonl_text(path.read_text("utf-8").removeprefix("[\n"), ",") == (EXPECTED[:2])
+            )
+        else:
+            assert read(path) == EXPECTED[:2]
+        await exporter.process_item(make_items()[2], SPIDER)
+        await exporter.flush(SPIDER)
+        if kind != "json":
+            assert read(path) == EXPECTED[:3]
+    finally:
+        await exporter.close(SPIDER)
+    assert read(path) == EXPECTED[:3]
+
+
+def read_jsonl_text(text: str, separator: str = "") -> list[Any]:
+    return [json.loads(line.removesuffix(separator)) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv", "json"])
+async def test_flush_fsyncs_only_when_something_was_written(
+    tmp_path: Path, kind: str, fsyncs: list[int]
+) -> None:
+    make, _ = FORMATS[kind]
+    exporter = make(tmp_path / f"items.{kind}")
+    await exporter.open(SPIDER)
+    try:
+        fd = exporter._out._file.fileno()
+        opened = len(fsyncs)  # the new file's directory entry
+        await exporter.process_item(EXPECTED[0], SPIDER)
+        assert fsyncs[opened:] == []  # buffering never syncs
+        await exporter.flush(SPIDER)
+        assert fsyncs[opened:] == [fd]
+        await exporter.flush(SPIDER)
+        assert fsyncs[opened:] == [fd]  # nothing new: no second fsync
+    finally:
+        await exporter.close(SPIDER)
+
+
+async def test_flush_to_stdout_writes_without_fsync(
+    capsysbinary: pytest.CaptureFixture[bytes], fsyncs: list[int]
+) -> None:
+    exporter = JsonLinesExporter("-")
+    await exporter.open(SPIDER)
+    try:
+        await exporter.process_item(EXPECTED[0], SPIDER)
+        await exporter.flush(SPIDER)
+        assert read_jsonl_text(capsysbinary.readouterr().out.decode()) == EXPECTED[:1]
+    finally:
+        await exporter.close(SPIDER)
+    assert fsyncs == []
+
+
+async def test_sqlite_flush_waits_for_a_batch_already_being_written(tmp_path: Path) -> None:
+    path = tmp_path / "items.db"
+    exporter = SqliteExporter(path)
+    await exporter.open(SPIDER)
+    try:
+        items = [{"n": n} for n in range(BATCH_ITEMS)]
+        processing = [asyncio.create_task(exporter.process_item(item, SPIDER)) for item in items]
+        await asyncio.sleep(0)  # all buffered; the last item took the full batch to write it
+        # Nothing left in the buffer, yet flush must not return before that batch is committed.
+        await exporter.flush(SPIDER)
+        assert read_sqlite(path) == items
+        await asyncio.gather(*processing)
+    finally:
+        await exporter.close(SPIDER)
+
+
+# --- keyed upserts: a resumed crawl re-emits a page's items with the same keys -----------------
+
+
+async def test_sqlite_upserts_by_the_crawl_item_key(tmp_path: Path) -> None:
+    path = tmp_path / "items.db"
+    chain = PipelineChain([SqliteExporter(path, now=ticking_clock())])
+    await chain.open(SPIDER)
+    try:
+        await chain.process({"url": "u", "price": 1}, SPIDER, key="ab12:0")
+        await chain.flush(SPIDER)
+        # Resumed: the same page again, same key -> the row is updated, not duplicated.
+        await chain.process({"url": "u", "price": 2}, SPIDER, key="ab12:0")
+        # Equal content under another key (another page, or the page's next item): a new row.
+        await chain.process({"url": "u", "price": 2}, SPIDER, key="ab12:1")
+    finally:
+        await chain.close(SPIDER)
+    rows = sqlite_rows(path)
+    assert [(key, json.loads(item)) for key, _, item, *_ in rows] == [
+        ("ab12:0", {"url": "u", "price": 2}),
+        ("ab12:1", {"url": "u", "price": 2}),
+    ]
+    assert rows[0][3:] == ("2024-01-01T00:00:00+00:00", "2024-01-01T00:00:01+00:00")
+
+
+async def test_sqlite_key_field_wins_over_the_crawl_item_key(tmp_path: Path) -> None:
+    path = tmp_path / "items.db"
+    chain = PipelineChain([SqliteExporter(path, key_field="url")])
+    await chain.open(SPIDER)
+    try:
+        await chain.process({"url": "u", "price": 1}, SPIDER, key="ab12:0")
+        await chain.process({"url": "u", "price": 2}, SPIDER, key="cd34:0")
+        await chain.process({"price": 3}, SPIDER, key="cd34:1")  # no url: the crawl key
+    finally:
+        await chain.close(SPIDER)
+    assert [(key, json.loads(item)) for key, _, item, *_ in sqlite_rows(path)] == [
+        ("u", {"url": "u", "price": 2}),
+        ("cd34:1", {"price": 3}),
+    ]
+
+
+# --- repairing a partial last record after a crash --------------------------------------------
+
+
+def dropped_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "dropped its last" in r.getMessage()]
+
+
+async def test_jsonl_append_drops_a_partial_last_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "items.jsonl"
+    await export(JsonLinesExporter(path), make_items()[:2])
+    partial = b'{"url":"https://a.test/3","tit'
+    path.write_bytes(path.read_bytes() + partial)  # killed mid-write
+    caplog.set_level(logging.WARNING)
+    await export(JsonLinesExporter(path), make_items()[2:])
+    assert read_jsonl(path) == EXPECTED  # the item in the cut line was emitted again
+    assert path.read_bytes().count(partial) == 1  # only in the re-emitted line
+    [warning] = dropped_warnings(caplog)
+    assert str(path) in warning and f"{len(partial)} bytes" in warning
+    assert "demo shop" in warning
+
+
+async def test_jsonl_append_to_a_file_without_any_whole_line_empties_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_bytes(b'{"url":' * 20_000)  # bigger than one scan window
+    caplog.set_level(logging.WARNING)
+    await export(JsonLinesExporter(path), make_items()[:1])
+    assert read_jsonl(path) == EXPECTED[:1]
+    assert "140000 bytes" in dropped_warnings(caplog)[0]
+
+
+async def test_jsonl_append_keeps_a_whole_file_untouched(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "items.jsonl"
+    await export(JsonLinesExporter(path), make_items()[:1])
+    caplog.set_level(logging.WARNING)
+    await export(JsonLinesExporter(path), make_items()[1:2])
+    assert read_jsonl(path) == EXPECTED[:2]
+    assert dropped_warnings(caplog) == []
+
+
+CSV_HEAD = b'url,title,meta\r\nu1,"two\nlines",{}\r\n'
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [
+        b"u2,half a ro",  # cut in an unquoted cell
+        b'u2,"first line\n',  # cut inside a quoted cell: ends with a newline, still partial
+        b'u2,"say ""hi""\r\nand',  # escaped quotes and a line break inside the cell
+        b"u2,t,{}\r",  # cut between \r and \n
+    ],
+)
+async def test_csv_append_drops_a_partial_last_row(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, partial: bytes
+) -> None:
+    path = tmp_path / "items.csv"
+    path.write_bytes(CSV_HEAD + partial)
+    caplog.set_level(logging.WARNING)
+    await export(CsvExporter(path), [{"url": "u2", "title": "t", "meta": {}}])
+    assert path.read_bytes() == CSV_HEAD + b"u2,t,{}\r\n"
+    assert list(csv.reader(io.StringIO(path.read_text("utf-8"), newline=""))) == [
+        ["url", "title", "meta"],
+        ["u1", "two\nlines", "{}"],
+        ["u2", "t", "{}"],
+    ]
+    [warning] = dropped_warnings(caplog)
+    assert str(path) in warning and f"{len(partial)} bytes" in warning
+
+
+async def test_csv_append_keeps_rows_with_quoted_line_breaks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "items.csv"
+    first = {"url": "u1", "title": 'a "quoted"\r\nmulti-line\ntitle', "meta": {}}
+    await export(CsvExporter(path), [first])
+    caplog.set_level(logging.WARNING)
+    await export(CsvExporter(path), [{"url": "u2", "title": "t", "meta": {}}])
+    assert [row["title"] for row in read_csv(path)] == [first["title"], "t"]
+    assert dropped_warnings(caplog) == []
+
+
+async def test_csv_append_after_a_partial_header_writes_the_header_again(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "items.csv"
+    path.write_bytes(b"url,ti")
+    await export(CsvExporter(path), make_items()[:1])
+    assert read_csv(path) == EXPECTED[:1]
+    assert path.read_text("utf-8").count("url,title,meta") == 1
 
 
 # --- exporter_for -----------------------------------------------------------------------------

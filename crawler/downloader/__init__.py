@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
+from ..errors import RequestTimeout, TooManyRedirects
 from ..pipeline import load_object
 from ..request import Request
-from ..response import Response
+from ..response import RedirectHop, Response
 from ..settings import Settings
 from .connector import ConnectorOptions, build_connector
+from .cookies import check_cookies
 from .fetch import fetch
 from .proxies import check_proxy_url, redact
+from .redirects import REDIRECT_STATUSES, next_hop
 from .sessions import SessionOptions, SessionPool, merge_headers, registered_domain
 from .tls import TlsOptions, TlsPolicy
-from .tracing import TimingSummary, timing_trace_config
+from .tracing import TimingSummary, finish_timings, timing_trace_config
 
 __all__ = ["Downloader", "DownloaderOptions", "redact", "registered_domain"]
 
@@ -70,8 +74,11 @@ class DownloaderOptions:
                     domain: merge_headers(values)
                     for domain, values in _per_domain(settings.DOMAIN_HEADERS, "DOMAIN_HEADERS")
                 },
-                cookies=dict(cookies or {}),
-                domain_cookies=dict(_per_domain(settings.DOMAIN_COOKIES, "DOMAIN_COOKIES")),
+                cookies=check_cookies(cookies or {}, "Spider.cookies"),
+                domain_cookies={
+                    domain: check_cookies(values, f"DOMAIN_COOKIES[{domain!r}]")
+                    for domain, values in _per_domain(settings.DOMAIN_COOKIES, "DOMAIN_COOKIES")
+                },
                 cookie_jar=settings.COOKIE_JAR,
                 timeout_s=settings.REQUEST_TIMEOUT,
                 max_open=settings.MAX_SESSIONS,
@@ -146,33 +153,92 @@ class Downloader:
         assert self._sessions is not None, "use the Downloader inside `async with`"
         return self._sessions
 
-    async def fetch(self, request: Request, proxy: str | None = None) -> Response:
-        """Fetch ``request`` through its domain's session.
+    async def fetch(
+        self,
+        request: Request,
+        proxy: str | None = None,
+        *,
+        follow: Callable[[str], bool] | None = None,
+    ) -> Response:
+        """Fetch ``request``, following redirects hop by hop through each hop's own session.
 
         The proxy is ``request.proxy``, else ``proxy`` (a pool's choice), else PROXY.
+        ``follow(host)`` may refuse a redirect target (e.g. an offsite host): the
+        3xx that pointed there is then returned as the response.
         """
+        proxy = request.proxy or proxy or self.options.proxy or None
+        timings: dict[str, float] = {}
+        response = await self._exchange(request, proxy, timings, None)
+        if request.allow_redirects and response.status in REDIRECT_STATUSES:
+            response = await self._follow(request, response, proxy, timings, follow)
+        response.timings = finish_timings(timings)
+        self.timings.add(response.timings)
+        return response
+
+    async def _exchange(
+        self,
+        hop: Request,
+        proxy: str | None,
+        timings: dict[str, float],
+        timeout_s: float | None,
+    ) -> Response:
+        """One request/response through ``hop``'s domain session."""
         pool = self.sessions
-        host = request.host
+        host = hop.host
         session = pool.acquire(host)
         ssl = None
-        if request.yarl_url.scheme == "https" or request.ssl is not None:
-            ssl = self.tls.for_request(request.ssl, registered_domain(host))
-        timings: dict[str, float] = {}
+        if hop.yarl_url.scheme == "https" or hop.ssl is not None:
+            ssl = self.tls.for_request(hop.ssl, registered_domain(host))
         try:
-            response = await fetch(
+            return await fetch(
                 session,
-                request,
+                hop,
                 self.options.max_bytes,
-                self.options.max_redirects,
-                proxy=request.proxy or proxy or self.options.proxy or None,
+                proxy=proxy,
                 ssl=ssl,
                 timings=timings,
+                timeout_s=timeout_s,
             )
         finally:
             pool.release(host)
             if pool._closing:
                 await pool.close_idle()
-        self.timings.add(response.timings)
+
+    async def _follow(
+        self,
+        request: Request,
+        response: Response,
+        proxy: str | None,
+        timings: dict[str, float],
+        follow: Callable[[str], bool] | None,
+    ) -> Response:
+        """Follow the redirects starting at ``response``; the final response carries them all."""
+        max_redirects = self.options.max_redirects
+        deadline = time.monotonic() + self.options.sessions.timeout_s  # the whole chain's
+        history: list[RedirectHop] = []
+        hop = request
+        while True:
+            target = next_hop(hop, response.status, response.headers.get("Location"))
+            if target is None or (follow is not None and not follow(target.host)):
+                break
+            history.append(RedirectHop(response.url, response.status, response.headers))
+            if len(history) > max_redirects:
+                chain = " -> ".join(h.url for h in history[-3:])
+                raise TooManyRedirects(
+                    f"too many redirects for {request.url} (more than {max_redirects};"
+                    f" a loop?) last: {chain} -> {target.url}",
+                    request.url,
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimeout(
+                    f"timed out fetching {request.url} after {len(history)} redirects",
+                    request.url,
+                )
+            hop = target
+            response = await self._exchange(hop, proxy, timings, remaining)
+        response.request = request
+        response.history = tuple(history)
         return response
 
     async def close(self) -> None:

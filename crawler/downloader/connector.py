@@ -6,6 +6,7 @@ import ipaddress
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -88,14 +89,37 @@ def _nameserver_resolver(nameservers: tuple[str, ...]) -> AbstractResolver:
     return aiohttp.AsyncResolver(nameservers=list(nameservers))
 
 
+class _Connector(aiohttp.TCPConnector):
+    """A TCPConnector that also closes the resolver built for it.
+
+    aiohttp closes only a resolver it created itself; ours (RESOLVE, DNS_NAMESERVERS)
+    would otherwise keep its aiodns channel open after the crawl.
+    """
+
+    def __init__(self, *, resolver: AbstractResolver | None, **kwargs: Any) -> None:
+        super().__init__(resolver=resolver, **kwargs)
+        self.owned_resolver = resolver
+
+    async def close(self, *, abort_ssl: bool = False) -> None:
+        try:
+            await super().close(abort_ssl=abort_ssl)
+        finally:
+            resolver, self.owned_resolver = self.owned_resolver, None
+            if resolver is not None:
+                await resolver.close()
+
+
 def build_connector(options: ConnectorOptions) -> aiohttp.TCPConnector:
-    """The one connector all per-domain sessions share (``connector_owner=False``)."""
+    """The one connector all per-domain sessions share (``connector_owner=False``).
+
+    Closing it also closes the resolver built here.
+    """
     resolver: AbstractResolver | None = None
     if options.nameservers:
         resolver = _nameserver_resolver(options.nameservers)
     if options.resolve:
         resolver = MappedResolver(options.resolve, resolver)
-    return aiohttp.TCPConnector(
+    return _Connector(
         limit=options.limit,
         limit_per_host=options.limit_per_host,
         resolver=resolver,

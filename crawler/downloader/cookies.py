@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 
 import aiohttp
 from aiohttp.abc import AbstractCookieJar
 from yarl import URL
 
-__all__ = ["jar_cookies_for", "make_cookie_jar", "seed_cookies"]
+__all__ = ["check_cookies", "jar_cookies_for", "make_cookie_jar", "seed_cookies"]
 
 JAR_KINDS = ("strict", "unsafe", "none")
 
@@ -28,6 +28,25 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def check_cookies(cookies: Mapping[str, str], where: str) -> dict[str, str]:
+    """``cookies`` as a dict, or a SettingsError naming the cookie that cannot be sent."""
+    from ..errors import SettingsError
+
+    if not isinstance(cookies, Mapping):
+        raise SettingsError(f"bad value {where}: expected {{name: value}}, got {cookies!r:.80}")
+    morsels: SimpleCookie = SimpleCookie()
+    for name, value in cookies.items():
+        try:
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise CookieError("names and values must be strings")
+            morsels[name] = value
+        except CookieError as exc:
+            raise SettingsError(
+                f"bad value {where}: cookie {name!r}={value!r:.40} cannot be sent ({exc})"
+            ) from None
+    return dict(cookies)
 
 
 def seed_cookies(jar: AbstractCookieJar, domain: str, cookies: Mapping[str, str]) -> None:

@@ -18,12 +18,10 @@ from ..errors import (
     RequestTimeout,
     ResponseTooLarge,
     TlsError,
-    TooManyRedirects,
 )
 from ..request import Request
-from ..response import RedirectHop, Response
+from ..response import Response
 from .proxies import redact
-from .tracing import finish_timings
 
 __all__ = ["fetch"]
 
@@ -32,23 +30,22 @@ async def fetch(
     session: aiohttp.ClientSession,
     request: Request,
     max_bytes: int,
-    max_redirects: int,
     *,
     proxy: str | None = None,
     ssl: Any = None,
     timings: dict[str, float] | None = None,
+    timeout_s: float | None = None,
 ) -> Response:
-    """Fetch ``request`` with ``session``; raise a :class:`FetchError` subclass on failure.
+    """One HTTP exchange for ``request`` with ``session``; a :class:`FetchError` on failure.
 
+    Redirects are not followed here (see ``redirects.py``): a 3xx is returned.
     ``proxy`` and ``ssl`` are the already-resolved choices for this request;
-    ``timings`` (filled by the timing TraceConfig) ends up on ``response.timings``.
+    ``timings`` (filled by the timing TraceConfig) becomes ``response.timings``;
+    ``timeout_s`` replaces the session's timeout (what is left for a later hop).
     """
-    kwargs: dict[str, Any] = {
-        "allow_redirects": request.allow_redirects,
-        # aiohttp fails on receiving its max_redirects-th redirect (and 0 means no limit):
-        # +1 follows exactly MAX_REDIRECTS hops, and MAX_REDIRECTS=0 follows none.
-        "max_redirects": max_redirects + 1,
-    }
+    kwargs: dict[str, Any] = {"allow_redirects": False}
+    if timeout_s is not None:
+        kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout_s)
     if timings is not None:
         kwargs["trace_request_ctx"] = timings
     if request.headers:
@@ -74,32 +71,27 @@ async def fetch(
                     url,
                 )
             body = await _read_body(resp, max_bytes, url)
-            history = tuple(RedirectHop(str(h.url), h.status, h.headers) for h in resp.history)
             return Response(
                 resp.url,
                 resp.status,
                 resp.headers,
                 body,
                 request,
-                history=history,
                 raw_headers=resp.raw_headers,
                 cookies=resp.cookies,
-                timings=finish_timings(timings) if timings is not None else None,
+                timings=timings,
             )
     except FetchError:
         raise
-    except aiohttp.TooManyRedirects as exc:
-        raise TooManyRedirects(
-            f"too many redirects for {url} (more than {max_redirects}; a loop?) last: {_hops(exc)}",
-            url,
-        ) from None
     except (TimeoutError, aiohttp.ServerTimeoutError):
         raise RequestTimeout(f"timed out fetching {url}", url) from None
     except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
         raise TlsError(f"TLS failure for {url}: {_reason(exc)}", url) from None
     except aiohttp.ClientProxyConnectionError as exc:
         raise ProxyError(
-            f"cannot connect to proxy {redact(proxy)} for {url}: {_reason(exc)}", url
+            f"cannot connect to proxy {redact(proxy) or '(from the environment)'} for {url}:"
+            f" {_reason(exc)}",
+            url,
         ) from None
     except aiohttp.ClientHttpProxyError as exc:
         hint = " (check the credentials in the proxy URL)" if exc.status == 407 else ""
@@ -157,8 +149,3 @@ def _is_tls_alert(exc: BaseException) -> bool:
 def _reason(exc: BaseException) -> str:
     # aiohttp messages may embed a proxy URL with credentials.
     return redact(str(exc) or type(exc).__name__)
-
-
-def _hops(exc: aiohttp.TooManyRedirects) -> str:
-    history = getattr(exc, "history", ()) or ()
-    return " -> ".join(str(h.url) for h in history[-3:]) or "?"

@@ -75,6 +75,7 @@ class BanRules:
 class _Proxy:
     url: str
     label: str
+    index: int
     requests: int = 0
     successes: int = 0
     bans: int = 0
@@ -100,7 +101,7 @@ class ProxyPool:
             raise SettingsError(
                 f"bad value PROXY_ROTATION={strategy!r}: must be one of {', '.join(STRATEGIES)}"
             )
-        self._proxies = [_Proxy(url, redact(url)) for url in urls]
+        self._proxies = [_Proxy(url, label, n) for n, (url, label) in enumerate(_labels(urls))]
         self._by_url = {p.url: p for p in self._proxies}
         self._clock = clock
         self._strategy = strategy
@@ -133,10 +134,9 @@ class ProxyPool:
         elif self._strategy == "random":
             chosen = ready[self._rng.randrange(len(ready))]
         else:
-            chosen = min(
-                ready, key=lambda p: (self._proxies.index(p) - self._next) % len(self._proxies)
-            )
-            self._next = (self._proxies.index(chosen) + 1) % len(self._proxies)
+            count = len(self._proxies)
+            chosen = min(ready, key=lambda p: (p.index - self._next) % count)
+            self._next = (chosen.index + 1) % count
         chosen.requests += 1
         return chosen.url, 0.0
 
@@ -148,9 +148,16 @@ class ProxyPool:
             proxy.domain_bans.pop(domain, None)
 
     def ban(self, url: str, domain: str) -> bool:
-        """Bench ``url`` for ``domain``; True if the domain must change identity (sticky)."""
+        """Bench ``url`` for ``domain``; True if the domain must change identity (sticky).
+
+        Responses to requests that were already in flight when the proxy was benched
+        for ``domain`` are the same ban, not new ones: they neither extend the cooldown
+        nor count towards retirement.
+        """
         proxy = self._by_url.get(url)
         if proxy is None:
+            return False
+        if proxy.cooling_until.get(domain, 0.0) > self._clock.now():
             return False
         proxy.bans += 1
         count = proxy.domain_bans[domain] = proxy.domain_bans.get(domain, 0) + 1
@@ -178,3 +185,15 @@ class ProxyPool:
                 "cooling_for": cooling,
             }
         return result
+
+
+def _labels(urls: Sequence[str]) -> list[tuple[str, str]]:
+    """Each URL with its redacted label, made unique: proxies that differ only by their
+    credentials (one gateway, several sessions) must not share a line in the snapshot."""
+    seen: dict[str, int] = {}
+    result = []
+    for url in urls:
+        label = redact(url)
+        count = seen[label] = seen.get(label, 0) + 1
+        result.append((url, label if count == 1 else f"{label}#{count}"))
+    return result

@@ -44,6 +44,8 @@ from bisect import insort
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +83,7 @@ CREATE TABLE requests (
     reason TEXT
 );
 CREATE INDEX requests_pending ON requests (host, priority DESC, seq) WHERE state = 0;
-CREATE INDEX requests_delayed ON requests (ready_at) WHERE state = 4;
+CREATE INDEX requests_delayed ON requests (ready_at, seq) WHERE state = 4;
 PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION};
 COMMIT;
@@ -90,33 +92,47 @@ _INSERT = (
     "INSERT OR REPLACE INTO requests (id, fp, host, priority, seq, state, data)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_UPDATE = (
-    "UPDATE requests SET state = ?, reason = COALESCE(?, reason), ready_at = COALESCE(?, ready_at),"
-    " seq = COALESCE(?, seq), data = COALESCE(?, data) WHERE id = ?"
-)
-_COLUMNS = "id, fp, priority, seq, data"
+# State changes touch as few columns as they can: each changed column costs index upkeep.
+_SET_STATE = "UPDATE requests SET state = ? WHERE id = ?"
+_SET_FAILED = "UPDATE requests SET state = 3, reason = ? WHERE id = ?"
+_SET_DELAYED = "UPDATE requests SET state = 4, ready_at = ?, seq = ?, data = ? WHERE id = ?"
+_SET_PENDING = "UPDATE requests SET state = 0, ready_at = 0, seq = ? WHERE id = ?"
+_COLUMNS = "id, fp, priority, seq, data, host"
+# One arm per host of the refill query (arms are joined with UNION ALL).
 _BEST = (
-    f"SELECT {_COLUMNS} FROM requests WHERE state = 0 AND host = ?"
-    " ORDER BY priority DESC, seq LIMIT ?"
+    f"SELECT * FROM (SELECT {_COLUMNS} FROM requests WHERE state = 0 AND host = ?"
+    " ORDER BY priority DESC, seq LIMIT ?)"
 )
 _AFTER = (
-    f"SELECT {_COLUMNS} FROM requests WHERE state = 0 AND host = ?"
-    " AND (priority < ? OR (priority = ? AND seq > ?)) ORDER BY priority DESC, seq LIMIT ?"
+    f"SELECT * FROM (SELECT {_COLUMNS} FROM requests WHERE state = 0 AND host = ?"
+    " AND (priority < ? OR (priority = ? AND seq > ?)) ORDER BY priority DESC, seq LIMIT ?)"
 )
 _DUE = (
-    f"SELECT {_COLUMNS}, host FROM requests WHERE state = 4 AND ready_at <= ?"
-    " ORDER BY ready_at LIMIT ?"
+    f"SELECT {_COLUMNS} FROM requests WHERE state = 4 AND ready_at <= ?"
+    " ORDER BY ready_at, seq LIMIT ?"
 )
 _FIRST = "FROM requests WHERE state = 0 AND host = h.host ORDER BY priority DESC, seq"
 _HOSTS = (  # per host with pending rows: how many, and the best one's priority and seq
     f"SELECT h.host, h.n, (SELECT priority {_FIRST}), (SELECT seq {_FIRST})"
     " FROM (SELECT host, COUNT(*) AS n FROM requests WHERE state = 0 GROUP BY host) AS h"
 )
+_CACHE = int(os.environ.get("XC", -2000))
+_CHECKPOINT = int(os.environ.get("XK", 1000))
 _IN_CHUNK = 500
+_REFILL_CHUNK = 100  # hosts per refill query
 _DUE_CHUNK = 1000
 
 Entry = tuple[int, int, int, Request, bytes]
 """(negated priority, seq, row id, request, fingerprint): a request held in memory."""
+
+
+def _touch(path: Path) -> None:
+    with path.open("ab"):
+        pass
+
+
+def _rank(row: Any) -> tuple[int, int]:
+    return (-row[2], row[3])
 
 
 @dataclass(slots=True)
@@ -177,9 +193,12 @@ class SqliteFrontier:
         self._needs_refill: set[str] = set()
         self._loaded = 0
         self._inserts: list[tuple[Any, ...]] = []
-        self._updates: list[tuple[Any, ...]] = []
+        self._updates: list[tuple[str, tuple[Any, ...]]] = []  # (statement, parameters)
         self._unflushed: set[bytes] = set()  # fingerprints of rows in _inserts
-        self._dirty: set[int] = set()  # rows whose change away from PENDING is not written yet
+        # Rows whose change away from PENDING is not written yet (row id -> host), and how many
+        # per host: a refill query still reads them as PENDING and skips them.
+        self._dirty: dict[int, str] = {}
+        self._dirty_hosts: dict[str, int] = {}
         self._recent: dict[bytes, None] = {}  # fingerprints known to be stored (a bounded cache)
         self._leases: dict[int, tuple[Lease, int]] = {}  # id(lease) -> (lease, row id)
         self._next_id = 1
@@ -207,6 +226,12 @@ class SqliteFrontier:
     async def _connect(self) -> aiosqlite.Connection:
         where = str(self.path)
         try:
+            # Create the file first: a path sqlite cannot open would leave aiosqlite's thread
+            # finishing after the caller's event loop is gone; this also gives the OS's reason.
+            await asyncio.to_thread(_touch, self.path)
+        except OSError as exc:
+            raise ConfigError(f"cannot open crawl state {where}: {exc.strerror or exc}") from None
+        try:
             db = await aiosqlite.connect(where, timeout=self._busy_timeout_s, isolation_level=None)
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open crawl state {where}: {exc}") from None
@@ -220,6 +245,8 @@ class SqliteFrontier:
             self._check(app_id, version, {name for (name,) in rows})
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute(f"PRAGMA cache_size = {_CACHE}")
+            await db.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT}")
             if app_id == 0:
                 await db.executescript(_SCHEMA)
         except BaseException as exc:
@@ -406,7 +433,8 @@ class SqliteFrontier:
                     try:
                         async with self._lock:
                             await self._flush_locked()
-                            await self._refill(host)
+                            await self._refill((host,))
+                            self._evict(keep=host)
                     except BaseException:
                         self.readiness.finished(host)
                         raise
@@ -424,7 +452,7 @@ class SqliteFrontier:
         row_id = self._release(lease)
         if row_id is not None:
             self._done += 1
-            self._change(row_id, (DONE, None, None, None, None, row_id))
+            self._change(row_id, lease.host, _SET_STATE, (DONE, row_id))
             await self._flush_if_full()
 
     async def fail(self, lease: Lease, reason: str) -> None:
@@ -432,7 +460,7 @@ class SqliteFrontier:
         row_id = self._release(lease)
         if row_id is not None:
             self._failed += 1
-            self._change(row_id, (FAILED, reason, None, None, None, row_id))
+            self._change(row_id, lease.host, _SET_FAILED, (reason, row_id))
             await self._flush_if_full()
 
     async def retry(self, lease: Lease, delay_s: float) -> None:
@@ -450,8 +478,16 @@ class SqliteFrontier:
             self._delayed += 1
             self._delayed_at = min(self._delayed_at, due)
             self._unflushed_delay = min(self._unflushed_delay, due)
-            self._change(row_id, (DELAYED, None, due, seq, data, row_id))
+            self._change(row_id, lease.host, _SET_DELAYED, (due, seq, data, row_id))
             await self._flush_if_full()
+
+    async def set_host_delay(self, host: str, delay_s: float | None) -> None:
+        """Override the delay between requests to ``host`` (None restores the policy's)."""
+        self.readiness.set_delay(host, delay_s)
+
+    async def hold_host(self, host: str, delay_s: float) -> None:
+        """Start no request to ``host`` for ``delay_s`` seconds (not persisted)."""
+        self.readiness.delay_host(host, self.clock.now() + delay_s)
 
     def stop(self) -> None:
         """Make every current and future ``lease`` return None."""
@@ -530,7 +566,7 @@ class SqliteFrontier:
         self._in_flight += 1
         lease = Lease(request, host, fp)
         self._leases[id(lease)] = (lease, row_id)
-        self._change(row_id, (LEASED, None, None, None, None, row_id))
+        self._change(row_id, host, _SET_STATE, (LEASED, row_id))
         if self._waiters and (self._needs_refill or self.readiness.has_ready()):
             self._wake(1)  # more is ready (or a refill is due): let the next idle worker take it
         return lease
@@ -540,40 +576,63 @@ class SqliteFrontier:
         try:
             async with self._lock:
                 await self._flush_locked()
-                for host in list(self._needs_refill):
-                    await self._refill(host)
-                    self._needs_refill.discard(host)
-                self._evict()
+                hosts = list(self._needs_refill)
+                for start in range(0, len(hosts), _REFILL_CHUNK):
+                    chunk = [
+                        h for h in hosts[start : start + _REFILL_CHUNK] if h in self._needs_refill
+                    ]
+                    await self._refill(chunk)  # (a host evicted meanwhile loads when picked)
+                    self._needs_refill.difference_update(chunk)
+                    self._evict()
         finally:
             self._refilling = False
         self._wake(1)  # let a waiter re-check: more hosts may need a refill, or none remain
 
-    async def _refill(self, host: str) -> None:
-        """Load the host's next best pending requests after its window (lock held, flushed)."""
-        window = self._windows.get(host)
-        if window is None or not window.outside:
+    async def _refill(self, hosts: Sequence[str]) -> None:
+        """Load each host's next best pending requests after its window, in one query.
+
+        Called with the lock held, right after a flush, so every pending row is readable.
+        """
+        plans: list[tuple[str, _Window, int, int]] = []
+        parts: list[str] = []
+        params: list[Any] = []
+        for host in hosts:
+            window = self._windows.get(host)
+            if window is None or not window.outside:
+                continue
+            want = self._window_size - len(window.items)
+            if want <= 0:
+                continue
+            # Rows leased/acked since the flush still read as PENDING: ask for extra, skip them.
+            limit = want + self._dirty_hosts.get(host, 0)
+            if window.items:
+                neg, seq = window.items[-1][:2]
+                parts.append(_AFTER)
+                params += (host, -neg, -neg, seq, limit)
+            else:
+                parts.append(_BEST)
+                params += (host, limit)
+            plans.append((host, window, want, limit))
+        if not plans:
             return
-        want = self._window_size - len(window.items)
-        if want <= 0:
-            return
-        # Rows leased/acked since the flush still read as PENDING: ask for extra, skip them.
-        limit = want + len(self._dirty)
-        if window.items:
-            neg, seq = window.items[-1][:2]
-            rows = await self._query(_AFTER, (host, -neg, -neg, seq, limit))
-        else:
-            rows = await self._query(_BEST, (host, limit))
-        if self._windows.get(host) is not window:
-            return
+        rows_of: dict[str, list[Any]] = {host: [] for host, *_ in plans}
+        for row in await self._query(" UNION ALL ".join(parts), params):
+            rows_of[row[5]].append(row)
+        for host, window, want, limit in plans:
+            if self._windows.get(host) is window:
+                self._merge(host, window, want, limit, sorted(rows_of[host], key=_rank))
+
+    def _merge(self, host: str, window: _Window, want: int, limit: int, rows: list[Any]) -> None:
+        """Append refilled rows (all ranked after the window, best first) to the window."""
         placed = consumed = kept = 0
-        for row_id, key, priority, seq, data in rows:
+        for row_id, key, priority, seq, data, _ in rows:
             if row_id in self._dirty:
                 continue
             kept += 1
             if placed >= want:
                 continue
             consumed += 1
-            request = self._decode(row_id, data)
+            request = self._decode(row_id, host, data)
             if request is None:
                 self._pending -= 1
                 continue
@@ -598,7 +657,7 @@ class SqliteFrontier:
             del self._windows[host]
             self.readiness.set_head(host, None)
 
-    def _evict(self) -> None:
+    def _evict(self, keep: str | None = None) -> None:
         """Over ``max_loaded``: drop the windows of the least recently used hosts."""
         if self._loaded <= self._max_loaded:
             return
@@ -608,8 +667,9 @@ class SqliteFrontier:
         for host in self._warm:
             if excess <= 0:
                 break
-            victims.append(host)
-            excess -= len(self._windows[host].items)
+            if host != keep:
+                victims.append(host)
+                excess -= len(self._windows[host].items)
         for host in victims:
             window = self._windows[host]
             items = window.items
@@ -637,10 +697,12 @@ class SqliteFrontier:
                     )[0]
                 else:
                     next_at = now
-                for row_id, key, priority, seq, data, host in rows:
+                for row_id, key, priority, _, data, host in rows:
                     self._delayed -= 1
-                    self._updates.append((PENDING, None, 0.0, None, None, row_id))
-                    request = self._decode(row_id, data)
+                    seq = self._next_id  # back in the queue now: behind what was pushed meanwhile
+                    self._next_id += 1
+                    self._updates.append((_SET_PENDING, (seq, row_id)))
+                    request = self._decode(row_id, host, data)
                     if request is None:
                         continue
                     self._pending += 1
@@ -657,14 +719,14 @@ class SqliteFrontier:
             self._promoting = False
         self._wake(max(1, len(rows)))
 
-    def _decode(self, row_id: int, data: bytes) -> Request | None:
+    def _decode(self, row_id: int, host: str, data: bytes) -> Request | None:
         """The stored request, or None (and the row marked FAILED) if it cannot be rebuilt."""
         try:
             return self._codec.decode(data)
         except (CrawlerError, ValueError, TypeError, KeyError) as exc:
             logger.error("frontier %s: dropping stored request %d: %s", self.path, row_id, exc)
             self._failed += 1
-            self._change(row_id, (FAILED, "undecodable", None, None, None, row_id))
+            self._change(row_id, host, _SET_FAILED, ("undecodable", row_id))
             return None
 
     # -- leases and waiting ---------------------------------------------------------------
@@ -714,9 +776,11 @@ class SqliteFrontier:
 
     # -- the database -------------------------------------------------------------------
 
-    def _change(self, row_id: int, update: tuple[Any, ...]) -> None:
-        self._updates.append(update)
-        self._dirty.add(row_id)
+    def _change(self, row_id: int, host: str, sql: str, params: tuple[Any, ...]) -> None:
+        self._updates.append((sql, params))
+        if row_id not in self._dirty:
+            self._dirty[row_id] = host
+            self._dirty_hosts[host] = self._dirty_hosts.get(host, 0) + 1
         self._arm_flush()
 
     def _remember(self, fps: Iterable[bytes]) -> None:
@@ -753,14 +817,15 @@ class SqliteFrontier:
             return
         inserts, updates = self._inserts, self._updates
         unflushed, dirty = self._unflushed, self._dirty
-        self._inserts, self._updates, self._unflushed, self._dirty = [], [], set(), set()
+        self._inserts, self._updates, self._unflushed = [], [], set()
+        self._dirty, self._dirty_hosts = {}, {}
         self._unflushed_delay = float("inf")
         try:
             await db.execute("BEGIN")
             if inserts:
                 await db.executemany(_INSERT, inserts)
-            if updates:
-                await db.executemany(_UPDATE, updates)
+            for sql, run in groupby(updates, key=itemgetter(0)):  # in order, like runs batched
+                await db.executemany(sql, [params for _, params in run])
             await db.execute("COMMIT")
         except BaseException as exc:
             # Keep the changes for the next flush (re-applying them is harmless: rows are
@@ -768,7 +833,10 @@ class SqliteFrontier:
             self._inserts[:0] = inserts
             self._updates[:0] = updates
             self._unflushed |= unflushed
-            self._dirty |= dirty
+            for row_id, host in dirty.items():
+                if row_id not in self._dirty:
+                    self._dirty[row_id] = host
+                    self._dirty_hosts[host] = self._dirty_hosts.get(host, 0) + 1
             try:
                 await db.execute("ROLLBACK")
             except sqlite3.Error:
