@@ -12,6 +12,7 @@ The data flow::
 """
 
 from .clock import Clock, MonotonicClock
+from .downloader.uploads import compress_body
 from .engine import Crawler, CrawlResult
 from .errors import (
     CrawlerError,
@@ -23,7 +24,7 @@ from .errors import (
     SpiderLoadError,
 )
 from .frontier import Frontier, FrontierCounts, Lease, MemoryFrontier, PolitenessPolicy
-from .pipeline import ItemPipeline
+from .pipeline import ItemPipeline, item_key
 from .request import Request
 from .response import RedirectHop, Response
 from .settings import Settings
@@ -54,6 +55,8 @@ __all__ = [
     "Spider",
     "SpiderLoadError",
     "Stats",
+    "compress_body",
+    "item_key",
 ]
 
 __version__ = "0.1.0"

@@ -77,7 +77,7 @@ class RequestProcessor:
             if proxy is None:
                 return
         try:
-            response = await self.downloader.fetch(request, proxy)
+            response = await self.downloader.fetch(request, proxy, follow=self.outputs.offsite.allows)
         except FetchError as exc:
             if proxy is not None and self.bans.network_errors and isinstance(exc, NetworkError):
                 await self._banned(lease, proxy, exc.kind)
@@ -108,6 +108,12 @@ class RequestProcessor:
             if decision is not None:
                 await self._retry(lease, decision)
                 return
+        if 300 <= response.status < 400 and request.allow_redirects:
+            # The downloader refused to follow: the target is offsite (or unusable).
+            self.stats.inc("offsite")
+            self.stats.inc("offsite/redirect")
+            await self.frontier.ack(lease)
+            return
         if response.history and not await self._first_visit(response):
             stats.inc("duplicates/redirect")
             await self.frontier.ack(lease)

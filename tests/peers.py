@@ -252,6 +252,12 @@ def _require(present: bool, what: str, install: str) -> None:
     pytest.skip(f"{what} is not installed ({install}); with CI=1 this test fails instead")
 
 
+def require_module(*names: str, install: str) -> None:
+    """Skip unless one of the modules ``names`` is importable (in CI: fail instead)."""
+    present = any(importlib.util.find_spec(name) is not None for name in names)
+    _require(present, " or ".join(names), install)
+
+
 @dataclass
 class ProxyPeer:
     """A running proxy process; ``lines`` is its log so far (both log each request)."""
@@ -358,7 +364,7 @@ async def tinyproxy(
 @asynccontextmanager
 async def proxy_py(basic_auth: tuple[str, str] | None = None) -> AsyncIterator[ProxyPeer]:
     """proxy.py on 127.0.0.1:<port it picked>; answers wrong credentials with 407."""
-    _require(importlib.util.find_spec("proxy") is not None, "proxy.py", "pip install proxy.py")
+    require_module("proxy", install="pip install proxy.py")
     argv = [sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", "0"]
     argv += ["--num-acceptors", "1", "--log-level", "DEBUG"]
     if basic_auth is not None:

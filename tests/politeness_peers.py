@@ -30,7 +30,7 @@ from crawler.testing import SiteServer
 
 # Timers and the two hops between the frontier and the server's handler can make a measured
 # gap a little shorter than the delay that spaced the two requests' starts.
-TOLERANCE_S = 0.05
+TOLERANCE_S = 0.1  # arrival jitter on a loaded machine; delays are enforced between starts
 
 
 @dataclass

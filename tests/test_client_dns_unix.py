@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from peers import HANG_GUARD_S, UnixSiteServer, crawl, dns_server, make_crawler
+from peers import HANG_GUARD_S, UnixSiteServer, crawl, dns_server, make_crawler, require_module
 
 from crawler import Request, Response, Settings, SettingsError, Spider
 from crawler.downloader.connector import MappedResolver
@@ -91,6 +91,7 @@ async def test_dns_cache_settings_reach_the_connector(site: Any, cache: bool, tt
 
 
 async def test_dns_nameservers_use_a_real_dns_server(site: Any) -> None:
+    require_module("aiodns", install="pip install aiodns")
     server = await site({"shop.test": {"/": "<p>shop</p>"}, "mapped.test": {"/": "<p>map</p>"}})
     with dns_server() as dns:
         spider = Pages([server.url("shop.test"), server.url("mapped.test")])
@@ -117,6 +118,7 @@ async def test_dns_nameservers_use_a_real_dns_server(site: Any) -> None:
 
 
 async def test_dns_nameservers_answer_nxdomain_is_a_network_failure(site: Any) -> None:
+    require_module("aiodns", install="pip install aiodns")
     with dns_server() as dns:
         spider = Pages(["http://nowhere.example:9/"])
         run = await crawl(spider, DNS_NAMESERVERS=[dns.nameserver])

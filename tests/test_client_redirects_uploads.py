@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from peers import crawl
+from peers import crawl, require_module
 from yarl import URL
 
 from crawler import Request, Response, Spider
@@ -215,6 +215,8 @@ async def test_a_pre_compressed_body_is_sent_once_compressed(site: Any) -> None:
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
 async def test_compress_body_uploads_decode_on_the_server(site: Any, encoding: str) -> None:
+    if encoding == "br":
+        require_module("brotli", "brotlicffi", install="pip install brotli")
     server = await site({"a.test": {"/upload": upload_echo}})
     body, headers = compress_body(PAYLOAD, encoding)
     assert headers == {"Content-Encoding": encoding}

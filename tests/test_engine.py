@@ -629,11 +629,6 @@ async def test_a_redirect_to_an_already_queued_page_gives_one_item(site: SiteFac
     assert result.stats["duplicates/redirect"] == 1
 
 
-@pytest.mark.xfail(
-    reason="redirects are followed inside aiohttp (fetch.py, allow_redirects=True) without the"
-    " offsite check of worker.py, so a redirect leaves allowed_domains",
-    strict=True,
-)
 async def test_a_redirect_to_an_offsite_host_is_not_followed(site: SiteFactory) -> None:
     server = await site(
         {
@@ -642,9 +637,11 @@ async def test_a_redirect_to_an_offsite_host_is_not_followed(site: SiteFactory) 
         }
     )
     spider = LinkSpider(start_urls=[server.url("a.test")], allowed_domains=["a.test"])
-    _, items = await run_spider(spider, server)
+    result, items = await run_spider(spider, server)
     assert "evil.test" not in {r.host for r in server.requests}
     assert all(URL(item["url"]).host == "a.test" for item in items)
+    assert result.stats["offsite"] == 1
+    assert result.stats["offsite/redirect"] == 1
 
 
 # -- politeness -------------------------------------------------------------------------------
@@ -984,11 +981,6 @@ def test_crawler_error_tree() -> None:
 # -- redirects across domains (known bugs) ----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="a redirect from a.test to b.test is followed inside a.test's session (aiohttp"
-    " allow_redirects in downloader/fetch.py), so b.test's cookie jar is not used",
-    strict=True,
-)
 async def test_cookies_of_the_redirect_target_domain_are_sent(site: SiteFactory) -> None:
     server = await site(
         {
@@ -1005,12 +997,6 @@ async def test_cookies_of_the_redirect_target_domain_are_sent(site: SiteFactory)
     assert [r.headers.get("Cookie") for r in landing] == ["bsid=b-session"]
 
 
-@pytest.mark.xfail(
-    reason="a cross-domain redirect keeps the first domain's session, so its DOMAIN_HEADERS"
-    " (e.g. an API key) are sent to the redirect target; aiohttp strips only Authorization"
-    " and Cookie",
-    strict=True,
-)
 async def test_domain_headers_do_not_follow_a_redirect_to_another_domain(
     site: SiteFactory,
 ) -> None:

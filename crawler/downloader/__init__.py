@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import RequestTimeout, TooManyRedirects
+from ..errors import RequestTimeout, SettingsError, TooManyRedirects
 from ..pipeline import load_object
 from ..request import Request
 from ..response import RedirectHop, Response
@@ -119,8 +119,6 @@ def _per_domain(values: Mapping[str, Any], setting: str) -> list[tuple[str, Any]
 
 def raise_settings(message: str) -> None:
     """Raise a SettingsError (kept here so option building reads top to bottom)."""
-    from ..errors import SettingsError
-
     raise SettingsError(message)
 
 
@@ -168,9 +166,11 @@ class Downloader:
         """
         proxy = request.proxy or proxy or self.options.proxy or None
         timings: dict[str, float] = {}
+        started = time.monotonic()
         response = await self._exchange(request, proxy, timings, None)
         if request.allow_redirects and response.status in REDIRECT_STATUSES:
-            response = await self._follow(request, response, proxy, timings, follow)
+            deadline = started + self.options.sessions.timeout_s  # for the whole chain
+            response = await self._follow(request, response, proxy, timings, deadline, follow)
         response.timings = finish_timings(timings)
         self.timings.add(response.timings)
         return response
@@ -210,11 +210,11 @@ class Downloader:
         response: Response,
         proxy: str | None,
         timings: dict[str, float],
+        deadline: float,
         follow: Callable[[str], bool] | None,
     ) -> Response:
         """Follow the redirects starting at ``response``; the final response carries them all."""
         max_redirects = self.options.max_redirects
-        deadline = time.monotonic() + self.options.sessions.timeout_s  # the whole chain's
         history: list[RedirectHop] = []
         hop = request
         while True:

@@ -116,8 +116,8 @@ _HOSTS = (  # per host with pending rows: how many, and the best one's priority 
     f"SELECT h.host, h.n, (SELECT priority {_FIRST}), (SELECT seq {_FIRST})"
     " FROM (SELECT host, COUNT(*) AS n FROM requests WHERE state = 0 GROUP BY host) AS h"
 )
-_CACHE = int(os.environ.get("XC", -2000))
-_CHECKPOINT = int(os.environ.get("XK", 1000))
+_CACHE_KIB = 32 * 1024  # page cache: the hot part of the fingerprint index stays in memory
+_CHECKPOINT_PAGES = 4096  # WAL pages between checkpoints (fewer rewrites of hot pages)
 _IN_CHUNK = 500
 _REFILL_CHUNK = 100  # hosts per refill query
 _DUE_CHUNK = 1000
@@ -170,7 +170,7 @@ class SqliteFrontier:
         self.clock: Clock = clock or MonotonicClock()
         self._codec = RequestCodec(spider)
         self._window_size = max(1, window)
-        self._low = self._window_size // 4
+        self._low = self._window_size // 2
         self._max_loaded = max_loaded
         self._flush_ops = flush_ops
         self._flush_interval_s = flush_interval_s
@@ -245,8 +245,8 @@ class SqliteFrontier:
             self._check(app_id, version, {name for (name,) in rows})
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute("PRAGMA synchronous = NORMAL")
-            await db.execute(f"PRAGMA cache_size = {_CACHE}")
-            await db.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT}")
+            await db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+            await db.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
             if app_id == 0:
                 await db.executescript(_SCHEMA)
         except BaseException as exc:
