@@ -8,13 +8,15 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from .checkpoint import AckGate, CrawlState
 from .clock import Clock, MonotonicClock
 from .downloader import UNLIMITED_WORKERS, Downloader, DownloaderOptions, registered_domain
 from .downloader.rotation import BanRules, ProxyPool, load_proxy_list
 from .frontier.base import Frontier, PolitenessPolicy
-from .frontier.memory import MemoryFrontier
+from .frontier.factory import make_frontier
 from .pipeline import PipelineChain
 from .request import Request
 from .response import Response
@@ -60,6 +62,7 @@ class Crawler:
         pipelines: Sequence[Any] = (),
         frontier: Frontier | None = None,
         clock: Clock | None = None,
+        restart: bool = False,
     ) -> None:
         self.spider = spider
         self.settings = settings or Settings.build(("spider settings", spider.settings))
@@ -71,13 +74,24 @@ class Crawler:
             jitter=self.settings.DOWNLOAD_DELAY_JITTER,
             host_delays={h.lower(): d for h, d in self.settings.HOST_DELAYS.items()},
         )
-        self.frontier: Frontier = frontier or MemoryFrontier(self.policy, self.clock)
+        self.frontier: Frontier = frontier or make_frontier(
+            self.settings, spider, self.policy, self.clock
+        )
+        self.state: CrawlState | None = None
+        self._gate: AckGate | None = None
+        if self.settings.STATE_DIR:
+            self.state = CrawlState(
+                Path(self.settings.STATE_DIR), self.settings.CHECKPOINT_INTERVAL, restart
+            )
+            self._gate = AckGate(self.frontier)
+            self.frontier = self._gate
         self.pipelines = PipelineChain([*self.settings.PIPELINES, *pipelines])
         self._workers: list[asyncio.Task[None]] = []
         self._leased = 0
         self._finish_reason: str | None = None
         self._force_timer: asyncio.TimerHandle | None = None
         self.downloader: Downloader | None = None
+        self._sessions: Any = None
         self.robots: RobotsCache | None = None
         proxy_urls = load_proxy_list(self.settings.PROXIES, self.settings.PROXY_FILE)
         self.proxies = (
@@ -123,11 +137,33 @@ class Crawler:
         )
         cancelled = False
         async with AsyncExitStack() as stack:
+            state = self.state
+            if state is not None:
+                await state.open()
+                stack.push_async_callback(state.close)
+                if state.finished:
+                    logger.warning(
+                        "[%s] the crawl in %s is already finished; use --restart to crawl again",
+                        spider.name,
+                        settings.STATE_DIR,
+                    )
+                    self.stats.counters.update(state.previous_counters)
+                    self.stats.finish("already_finished")
+                    return CrawlResult("already_finished", self.stats.snapshot())
+                self.stats.resume_from(state.previous_counters)
             await self.frontier.open()
             stack.push_async_callback(self.frontier.close)
+            if state is not None and state.restart:
+                await self.frontier.reset()  # type: ignore[attr-defined]
+            stack.push_async_callback(self._final_checkpoint)
             downloader = await stack.enter_async_context(Downloader(options))
             self.downloader = downloader
+            self._sessions = downloader.sessions
             spider._cookies_for = downloader.sessions.cookies_for
+            if state is not None:
+                restored = await state.restore_cookies(downloader.sessions)
+                if restored:
+                    logger.info("[%s] restored %d cookies", spider.name, restored)
             stack.push_async_callback(self._close_spider)  # closes whatever pipelines opened
             await self.pipelines.open(spider)
             await spider.open()
@@ -218,7 +254,38 @@ class Crawler:
             self.stats.finish(reason)
             logger.info("[%s] crawl %s", self.spider.name, reason)
 
+    async def _checkpoint(self, status: str = "running") -> None:
+        if self.state is None or self._gate is None or self._sessions is None:
+            return
+        await self.state.checkpoint(
+            self._gate,
+            self.pipelines,
+            self.spider,
+            self.stats.counters,
+            self._sessions.jars(),
+            status,
+        )
+
+    async def _final_checkpoint(self) -> None:
+        if self.state is None:
+            return
+        reason = self._finish_reason or self.stats.values.get("finish_reason") or "finished"
+        status = "finished" if reason == "finished" else "interrupted"
+        try:
+            await self._checkpoint(status)
+        except Exception:
+            logger.exception("[%s] could not save the crawl state", self.spider.name)
+            raise
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.CHECKPOINT_INTERVAL)
+            await self._checkpoint()
+
     async def _seed(self, processor: RequestProcessor) -> None:
+        if not await self.frontier.claim_seed():
+            logger.info("[%s] resuming: start requests were queued before", self.spider.name)
+            return
         batch: list[Request] = []
         try:
             async for request in self.spider.start():
@@ -233,11 +300,14 @@ class Crawler:
             logger.exception("[%s] start() failed; crawling what it yielded", self.spider.name)
         if batch:
             await processor.seed(batch)
+        await self.frontier.seed_done()
 
     async def _run_workers(self, processor: RequestProcessor) -> None:
-        progress = None
+        background = []
         if self.settings.PROGRESS_INTERVAL:
-            progress = asyncio.create_task(self._report_progress())
+            background.append(asyncio.create_task(self._report_progress()))
+        if self.state is not None:
+            background.append(asyncio.create_task(self._checkpoint_loop()))
         try:
             async with asyncio.TaskGroup() as group:
                 self._workers = [
@@ -246,9 +316,9 @@ class Crawler:
                 ]
         finally:
             self._workers = []
-            if progress is not None:
-                progress.cancel()
-                await asyncio.gather(progress, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
 
     async def _work(self, processor: RequestProcessor) -> None:
         frontier = self.frontier

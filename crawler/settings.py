@@ -172,6 +172,24 @@ class Settings:
     SHUTDOWN_TIMEOUT: float = _setting(
         30.0, "Seconds a graceful stop waits for requests in flight.", minimum=0
     )
+    STATE_DIR: str = _setting(
+        "", "Folder holding the crawl's durable state (SQLite frontier, cookies, stats): resumable."
+    )
+    CHECKPOINT_INTERVAL: float = _setting(
+        1.0,
+        "Seconds between checkpoints of a persistent crawl (items flushed, then requests marked"
+        " done); also the most work redone after a crash.",
+        minimum=0.01,
+    )
+    FRONTIER_URL: str = _setting(
+        "", "A shared frontier, e.g. redis://host:6379/0: every process with the same JOB joins."
+    )
+    JOB: str = _setting("", "Name of the shared crawl in FRONTIER_URL (default: the spider name).")
+    LEASE_TIMEOUT: float = _setting(
+        60.0,
+        "Seconds before a shared frontier re-delivers a request whose worker went silent.",
+        minimum=1,
+    )
     LOG_LEVEL: str = _setting(
         "INFO", "Logging level.", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     )

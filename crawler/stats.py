@@ -18,6 +18,12 @@ class Stats:
         self.started = time.time()
         self._start_monotonic = time.monotonic()
         self.finished: float | None = None
+        self._baseline_pages = 0
+
+    def resume_from(self, counters: dict[str, int]) -> None:
+        """Continue the counters of an earlier run (rates count this run only)."""
+        self.counters.update(counters)
+        self._baseline_pages = counters.get("pages", 0)
 
     def inc(self, key: str, count: int = 1) -> None:
         """Add ``count`` to counter ``key``."""
@@ -46,7 +52,7 @@ class Stats:
     def snapshot(self) -> dict[str, Any]:
         """An immutable-by-copy view: counters, derived rates and values."""
         elapsed = self.elapsed_s
-        pages = self.get("pages")
+        pages = self.get("pages") - self._baseline_pages
         data: dict[str, Any] = dict(sorted(self.counters.items()))
         data["elapsed_s"] = round(elapsed, 3)
         data["pages_per_s"] = round(pages / elapsed, 2) if elapsed > 0 else 0.0
@@ -58,7 +64,7 @@ class Stats:
         """One line for the periodic progress log."""
         elapsed = self.elapsed_s
         pages = self.get("pages")
-        rate = pages / elapsed if elapsed > 0 else 0.0
+        rate = (pages - self._baseline_pages) / elapsed if elapsed > 0 else 0.0
         return (
             f"{pages} pages ({rate:.1f}/s), {self.get('items')} items,"
             f" {queued} queued, {in_flight} in flight, {self.failures()} failed"

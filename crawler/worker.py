@@ -77,7 +77,9 @@ class RequestProcessor:
             if proxy is None:
                 return
         try:
-            response = await self.downloader.fetch(request, proxy, follow=self.outputs.offsite.allows)
+            response = await self.downloader.fetch(
+                request, proxy, follow=self.outputs.offsite.allows
+            )
         except FetchError as exc:
             if proxy is not None and self.bans.network_errors and isinstance(exc, NetworkError):
                 await self._banned(lease, proxy, exc.kind)

@@ -70,6 +70,22 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     default=None,
     help="Write the final stats as JSON to this file.",
 )
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the crawl's state in this folder; run again to resume (= -s STATE_DIR).",
+)
+@click.option("--restart", is_flag=True, help="With --state: forget the saved state, start over.")
+@click.option(
+    "--frontier",
+    "frontier_url",
+    default=None,
+    metavar="URL",
+    help="Share the frontier with other processes: redis://host:6379/0 (= FRONTIER_URL).",
+)
+@click.option("--job", default=None, help="Name of the shared crawl in --frontier (= JOB).")
 def run_command(
     target: str,
     outputs: tuple[str, ...],
@@ -78,6 +94,10 @@ def run_command(
     set_settings: tuple[str, ...],
     log_level: str | None,
     stats_file: str | None,
+    state_dir: str | None,
+    restart: bool,
+    frontier_url: str | None,
+    job: str | None,
 ) -> None:
     """Run the spider TARGET: a spider name, a module:Class, or a path to a .py file."""
     from . import EXIT_CONFIG, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SPIDER
@@ -85,6 +105,11 @@ def run_command(
     cli_settings = _pairs(set_settings, "-s")
     if log_level:
         cli_settings["LOG_LEVEL"] = log_level
+    for name, value in (("STATE_DIR", state_dir), ("FRONTIER_URL", frontier_url), ("JOB", job)):
+        if value:
+            cli_settings[name] = value
+    if restart and not cli_settings.get("STATE_DIR"):
+        raise click.UsageError("--restart needs --state DIR")
     spider_args = _pairs(arguments, "-a")
     setup_logging("INFO")  # until the settings (and their LOG_LEVEL) are validated
     try:
@@ -109,13 +134,18 @@ def run_command(
         sys.exit(EXIT_CONFIG)
 
     try:
-        result = asyncio.run(_crawl(spider, settings, exporters))
+        result = asyncio.run(_crawl(spider, settings, exporters, restart))
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
     except Exception:
         logger.exception("crawl aborted by an internal error")
         sys.exit(EXIT_INTERNAL)
+    if result.finish_reason == "already_finished":
+        click.echo(
+            f"the crawl in {settings.STATE_DIR} already finished; add --restart to crawl again",
+            err=True,
+        )
     click.echo(Stats.summary(result.stats), err=True)
     if stats_file:
         Path(stats_file).write_bytes(orjson.dumps(result.stats, option=orjson.OPT_INDENT_2))
@@ -132,8 +162,10 @@ def _exporters(outputs: tuple[str, ...], overwrites: tuple[str, ...]) -> list[An
     ]
 
 
-async def _crawl(spider: Spider, settings: Settings, exporters: list[Any]) -> CrawlResult:
-    crawler = Crawler(spider, settings, pipelines=exporters)
+async def _crawl(
+    spider: Spider, settings: Settings, exporters: list[Any], restart: bool = False
+) -> CrawlResult:
+    crawler = Crawler(spider, settings, pipelines=exporters, restart=restart)
     loop = asyncio.get_running_loop()
 
     def on_signal(signame: str) -> None:

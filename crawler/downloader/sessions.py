@@ -133,6 +133,11 @@ class SessionPool:
         """Forget the cookies of ``host``'s domain (a new identity after a proxy change)."""
         self.cookie_jar(host).clear()
 
+    def jar_for_key(self, key: str) -> AbstractCookieJar:
+        """The jar stored under session key ``key`` (as :meth:`jars` names them)."""
+        host = key.removeprefix("unix:")
+        return self.cookie_jar(host)
+
     def jars(self) -> dict[str, AbstractCookieJar]:
         """Every cookie jar by session key (for persisting them)."""
         return dict(self._jars)

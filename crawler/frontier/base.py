@@ -83,5 +83,17 @@ class Frontier(Protocol):
     def stop(self) -> None:
         """Stop handing out leases: waiting and future ``lease`` calls return None."""
 
+    async def claim_seed(self) -> bool:
+        """True if this process should push the start requests (the crawl's first run).
+
+        A persistent or shared frontier that was seeded before answers False.
+        """
+
+    async def seed_done(self) -> None:
+        """The start requests are all pushed (until then the crawl is never exhausted)."""
+
+    async def flush(self) -> None:
+        """Make every push and state change so far durable (no-op in memory)."""
+
     async def counts(self) -> FrontierCounts:
         """Queued / in flight / done / failed counts."""

@@ -125,6 +125,16 @@ class MemoryFrontier:
         """Start no request to ``host`` for ``delay_s`` seconds."""
         self.readiness.delay_host(host, self.clock.now() + delay_s)
 
+    async def claim_seed(self) -> bool:
+        """A memory frontier always starts empty: seed it."""
+        return True
+
+    async def seed_done(self) -> None:
+        """Nothing to record."""
+
+    async def flush(self) -> None:
+        """Nothing to write."""
+
     def stop(self) -> None:
         """Make every current and future ``lease`` return None."""
         self._stopped = True
