@@ -20,7 +20,13 @@ __all__ = ["canonical_url", "fingerprint", "url_fingerprint"]
 
 def canonical_url(url: URL) -> str:
     """The canonical form of ``url`` used for de-duplication."""
-    text = str(url.with_fragment(None)) if url.raw_fragment else str(url)
+    return _canonical_text(str(url))
+
+
+def _canonical_text(text: str) -> str:
+    """Canonical form of a URL already normalised by yarl (``str(URL(...))``)."""
+    if "#" in text:
+        text = text.partition("#")[0]
     base, sep, query = text.partition("?")
     if base.count("/") == 2:
         base += "/"  # "http://a.test" and "http://a.test/" are the same page
@@ -39,7 +45,8 @@ def url_fingerprint(url: URL) -> bytes:
 def fingerprint(request: Request) -> bytes:
     """The 16-byte de-duplication key of ``request``."""
     if request.method == "GET" and request.data is None and request.json is None:
-        return url_fingerprint(request.yarl_url)
+        # request.url is str(yarl URL): normalised already, no need to format it again.
+        return hashlib.blake2b(_canonical_text(request.url).encode(), digest_size=16).digest()
     digest = hashlib.blake2b(digest_size=16)
     digest.update(request.method.encode())
     digest.update(b" ")

@@ -84,12 +84,15 @@ class OutputRouter:
         request: Request,
         response: Response | None,
         what: str,
+        fingerprint_: bytes | None = None,
     ) -> None:
         """Call ``callback(arg)``; errors are logged with the URL and counted, never raised.
 
         Whatever the callback produced before an error is kept.
         """
         run = _Run(request, response)
+        if fingerprint_ is not None:
+            run.key_prefix = fingerprint_.hex()
         try:
             result = callback(arg)
             if inspect.isasyncgen(result):
@@ -128,7 +131,7 @@ class OutputRouter:
                 pending.clear()
                 await self.push(batch, parent=run.request)
             return
-        if is_item(output):
+        if type(output) is dict or is_item(output):
             await self._process_item(output, run)
             return
         raise CrawlerError(

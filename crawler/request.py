@@ -94,6 +94,32 @@ class Request:
         """The parsed URL (a ``yarl.URL``), parsed once when the request was made."""
         return self._url
 
+    @classmethod
+    def _link(cls, url: URL, callback: Callable[..., Any] | None = None) -> Request:
+        """A GET for an already-joined absolute http(s) ``url`` (the link-following hot path).
+
+        Same result as ``Request(url, callback=callback)`` without re-validating what
+        the caller has checked (scheme, host); ``tests/test_request.py`` keeps them equal.
+        """
+        request = cls.__new__(cls)
+        request.url = str(url)
+        request._url = url
+        request.callback = callback
+        request.method = "GET"
+        request.headers = None
+        request.cookies = None
+        request.data = None
+        request.json = None
+        request.meta = {}
+        request.priority = 0
+        request.dont_filter = False
+        request.errback = None
+        request.proxy = None
+        request.ssl = None
+        request.allow_redirects = True
+        request.depth = 0
+        return request
+
     def replace(self, **changes: Any) -> Request:
         """Return a copy with some fields changed (the URL is re-validated)."""
         values = {

@@ -19,6 +19,8 @@ from .request import Request
 
 __all__ = ["RedirectHop", "Response"]
 
+_SCHEMES = ("http", "https")
+
 _BASE_OR_BODY = re.compile(rb"<(base|body)[\s/>]", re.IGNORECASE)
 _UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -186,18 +188,25 @@ class Response:
         if hrefs is None:
             hrefs = [node.attributes.get("href") or "" for node in self.css(css)]
         base = self._base_url()
+        # Plain link-following (no kwargs but a callback) skips re-validating each URL.
+        fast = kwargs.keys() <= {"callback"}
+        callback = kwargs.get("callback")
         requests = []
         for href in hrefs:
             if isinstance(href, LexborNode):
                 href = href.attributes.get("href") or ""
             href = href.strip()
-            if not href or href.startswith("#"):
+            if not href or href[0] == "#":
                 continue
             try:
                 url = base.join(URL(href))
-                if url.scheme not in ("http", "https"):
+                if url.scheme not in _SCHEMES or not url.raw_host:
                     continue
-                requests.append(Request(url, **kwargs))  # type: ignore[arg-type]
+                if fast:
+                    url.port  # noqa: B018 - raises ValueError for an out-of-range port
+                    requests.append(Request._link(url, callback))
+                else:
+                    requests.append(Request(url, **kwargs))  # type: ignore[arg-type]
             except (ValueError, TypeError, InvalidRequest):
                 continue
         return requests

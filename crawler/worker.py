@@ -127,7 +127,9 @@ class RequestProcessor:
             await self._give_up(lease, error, level=logging.INFO)
             return
         callback = request.callback or self.spider.parse
-        await self.outputs.run(callback, response, request, response, "callback")
+        await self.outputs.run(
+            callback, response, request, response, "callback", lease.fingerprint
+        )
         await self.frontier.ack(lease)
 
     async def _give_up(self, lease: Lease, error: FetchError, level: int = logging.WARNING) -> None:

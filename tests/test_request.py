@@ -189,3 +189,17 @@ def test_fingerprint_is_16_bytes_and_canonical_url_is_readable() -> None:
     request = Request("http://A.test:80/p?b=2&a=1#x")
     assert len(fingerprint(request)) == 16
     assert canonical_url(request.yarl_url) == "http://a.test/p?a=1&b=2"
+
+
+def test_link_fast_path_builds_the_same_request_as_the_constructor() -> None:
+    from yarl import URL
+
+    def parse(response: object) -> None:
+        return None
+
+    url = URL("http://A.test:80/x/../y?b=2&a=1#frag")
+    fast = Request._link(url, parse)
+    slow = Request(url, callback=parse)
+    for name in Request.__dataclass_fields__:
+        assert getattr(fast, name) == getattr(slow, name), name
+    assert fingerprint(fast) == fingerprint(slow)
