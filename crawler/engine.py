@@ -17,6 +17,7 @@ from .downloader import UNLIMITED_WORKERS, Downloader, DownloaderOptions, regist
 from .downloader.rotation import BanRules, ProxyPool, load_proxy_list
 from .frontier.base import Frontier, PolitenessPolicy
 from .frontier.factory import make_frontier
+from .hooks import RequestHooks
 from .pipeline import PipelineChain
 from .request import Request
 from .response import Response
@@ -63,6 +64,7 @@ class Crawler:
         frontier: Frontier | None = None,
         clock: Clock | None = None,
         restart: bool = False,
+        hooks: Sequence[RequestHooks] = (),
     ) -> None:
         self.spider = spider
         self.settings = settings or Settings.build(("spider settings", spider.settings))
@@ -86,6 +88,7 @@ class Crawler:
             self._gate = AckGate(self.frontier)
             self.frontier = self._gate
         self.pipelines = PipelineChain([*self.settings.PIPELINES, *pipelines])
+        self.hooks = tuple(hooks)
         self._workers: list[asyncio.Task[None]] = []
         self._leased = 0
         self._finish_reason: str | None = None
@@ -179,6 +182,7 @@ class Crawler:
                 throttle=self._throttle(),
                 policy=self.policy,
                 proxies=self.proxies,
+                hooks=self.hooks,
                 bans=BanRules.build(
                     settings.BAN_STATUS_CODES,
                     settings.BAN_BODY_PATTERNS,

@@ -122,7 +122,9 @@ class StateStore:
         try:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("BEGIN IMMEDIATE")  # fails fast if another crawl holds the file
-            await db.executescript(_SCHEMA.replace("\n", "\n") + "COMMIT;")
+            for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                await db.execute(statement)
+            await db.commit()
         except sqlite3.OperationalError as exc:
             await self.close()
             if "locked" in str(exc) or "busy" in str(exc):

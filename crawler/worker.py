@@ -12,6 +12,7 @@ from .downloader.rotation import BanRules, ProxyPool
 from .errors import FetchError, HttpError, NetworkError, ProxyError
 from .fingerprint import url_fingerprint
 from .frontier.base import Frontier, Lease, PolitenessPolicy
+from .hooks import RequestHooks
 from .outputs import OutputRouter
 from .pipeline import PipelineChain
 from .request import Request
@@ -44,6 +45,7 @@ class RequestProcessor:
         policy: PolitenessPolicy | None = None,
         proxies: ProxyPool | None = None,
         bans: BanRules | None = None,
+        hooks: Sequence[RequestHooks] = (),
     ) -> None:
         self.spider = spider
         self.frontier = frontier
@@ -60,6 +62,7 @@ class RequestProcessor:
         self.proxies = proxies if proxies else None
         self.bans = bans or BanRules()
         self.max_ban_retries = max(3, 2 * len(proxies)) if proxies else 0
+        self.hooks = tuple(hooks)
 
     async def seed(self, requests: Sequence[Request]) -> None:
         """Push start requests (offsite ones are dropped and counted)."""
@@ -76,6 +79,8 @@ class RequestProcessor:
             proxy = await self._choose_proxy(lease)
             if proxy is None:
                 return
+        for hook in self.hooks:
+            await hook.before_fetch(request)
         try:
             response = await self.downloader.fetch(
                 request, proxy, follow=self.outputs.offsite.allows
@@ -103,6 +108,10 @@ class RequestProcessor:
             self.proxies.success(proxy, registered_domain(lease.host))
         if self.throttle is not None:
             await self._adapt_delay(lease.host, response)
+        if self.hooks and not await self._hooks_allow(request, response):
+            stats.inc("hooks/skipped")
+            await self.frontier.ack(lease)
+            return
         if response.status >= 400:
             decision = self.retry.for_status(
                 request, response.status, response.headers.get("Retry-After")
@@ -110,7 +119,7 @@ class RequestProcessor:
             if decision is not None:
                 await self._retry(lease, decision)
                 return
-        if 300 <= response.status < 400 and request.allow_redirects:
+        if 300 <= response.status < 400 and response.status != 304 and request.allow_redirects:
             # The downloader refused to follow: the target is offsite (or unusable).
             self.stats.inc("offsite")
             self.stats.inc("offsite/redirect")
@@ -131,6 +140,14 @@ class RequestProcessor:
             callback, response, request, response, "callback", lease.fingerprint
         )
         await self.frontier.ack(lease)
+
+    async def _hooks_allow(self, request: Request, response: Response) -> bool:
+        """Every hook sees the response; False from any one skips the callback."""
+        allow = True
+        for hook in self.hooks:
+            if not await hook.after_fetch(request, response):
+                allow = False
+        return allow
 
     async def _give_up(self, lease: Lease, error: FetchError, level: int = logging.WARNING) -> None:
         """The request finally failed: count it by kind, run its errback, record the failure."""

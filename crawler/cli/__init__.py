@@ -9,6 +9,9 @@ code  meaning
 1     an unexpected internal error (a bug: please report it)
 2     usage or configuration error (bad option, unknown or bad setting)
 3     the spider TARGET cannot be found, imported or created
+4     a job's health check failed (``crawl jobs run``)
+5     a job's crawl errors were over its ``max_error_rate``
+6     the job is already running (its lock is held): not started
 130   interrupted (SIGINT/SIGTERM): pipelines were flushed, stats printed
 ====  =====================================================================
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import click
 
+from .jobs import jobs_group, scheduler_command
 from .listing import list_command
 from .run import run_command
 
@@ -37,3 +41,5 @@ def main() -> None:
 
 main.add_command(run_command)
 main.add_command(list_command)
+main.add_command(jobs_group)
+main.add_command(scheduler_command)

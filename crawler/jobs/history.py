@@ -1,0 +1,465 @@
+"""The run history (``<jobs dir>/history.db``): every run of every job, and the job locks.
+
+One SQLite file (aiosqlite, WAL) shared by ``crawl jobs run``, every
+``crawl scheduler`` and cron/systemd invocations of the project.
+
+The lock of a job is a row in ``locks`` (holder token, pid, host name,
+heartbeat), taken in a ``BEGIN IMMEDIATE`` transaction together with the new
+``runs`` row, so two processes can never both start the job. A lock is stale,
+and is taken over, when its heartbeat is older than ``stale_s`` or its pid is
+dead on this host; the run it belonged to is then marked ``crashed``. A claim
+for a due time (``scheduled_for``) also fails when a run at or after that due
+time is already recorded, so two schedulers run each due time once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from ..errors import ConfigError
+from .scheduler import utc_now
+
+__all__ = ["Claim", "Holder", "LockInfo", "RunHistory", "RunRecord", "new_run_id"]
+
+APPLICATION_ID = 0x43524C48  # "CRLH": crawler run history
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    spider TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    scheduled_for TEXT,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    finish_reason TEXT,
+    exit_code INTEGER,
+    stats TEXT,
+    items INTEGER,
+    item_counts TEXT,
+    outputs TEXT,
+    checks TEXT,
+    error TEXT,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, started_at);
+CREATE TABLE IF NOT EXISTS locks (
+    job TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    run_id TEXT,
+    acquired_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL
+);
+"""
+
+_RUN_COLUMNS = (
+    "run_id, job, spider, arguments, trigger, scheduled_for, started_at, ended_at,"
+    " finish_reason, exit_code, stats, items, item_counts, outputs, checks, error, host, pid"
+)
+
+
+def _iso(moment: datetime) -> str:
+    """UTC, fixed width: ISO strings of this form sort like the times they name."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _parse(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def new_run_id(now: datetime) -> str:
+    """A sortable, file-name-safe run id: ``20240102T030405Z-1a2b3c``."""
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds (or wants) a lock: a unique token, the pid and the host name."""
+
+    token: str = field(default_factory=lambda: secrets.token_hex(8))
+    pid: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    """A lock row as stored."""
+
+    job: str
+    holder: str
+    pid: int
+    host: str
+    run_id: str | None
+    acquired_at: float
+    heartbeat_at: float
+
+    def describe(self) -> str:
+        """``pid 123 on host-a, run 2024...``."""
+        return f"pid {self.pid} on {self.host}" + (f", run {self.run_id}" if self.run_id else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of :meth:`RunHistory.claim`: a run id, or why the run may not start."""
+
+    run_id: str | None
+    reason: str = ""
+    stolen_from: LockInfo | None = None
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One row of the history."""
+
+    run_id: str
+    job: str
+    spider: str
+    arguments: dict[str, Any]
+    trigger: str
+    scheduled_for: datetime | None
+    started_at: datetime
+    ended_at: datetime | None = None
+    finish_reason: str | None = None
+    exit_code: int | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    items: int | None = None
+    item_counts: dict[str, int] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    host: str = ""
+    pid: int = 0
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> RunRecord:
+        """A record from a ``SELECT {_RUN_COLUMNS}`` row."""
+        (run_id, job, spider, arguments, trigger, scheduled_for, started_at, ended_at,
+         finish_reason, exit_code, stats, items, item_counts, outputs, checks, error, host,
+         pid) = row  # fmt: skip
+        started = _parse(started_at)
+        assert started is not None
+        return cls(
+            run_id=run_id,
+            job=job,
+            spider=spider,
+            arguments=orjson.loads(arguments),
+            trigger=trigger,
+            scheduled_for=_parse(scheduled_for),
+            started_at=started,
+            ended_at=_parse(ended_at),
+            finish_reason=finish_reason,
+            exit_code=exit_code,
+            stats=orjson.loads(stats) if stats else {},
+            items=items,
+            item_counts=orjson.loads(item_counts) if item_counts else {},
+            outputs=orjson.loads(outputs) if outputs else [],
+            checks=orjson.loads(checks) if checks else [],
+            error=error,
+            host=host,
+            pid=pid,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (times as ISO 8601)."""
+        data: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in self.__dataclass_fields__  # type: ignore[attr-defined]
+        }
+        for name in ("scheduled_for", "started_at", "ended_at"):
+            value = data[name]
+            data[name] = value.isoformat() if value is not None else None
+        return data
+
+
+class RunHistory:
+    """Run history and job locks in one SQLite file; use ``async with RunHistory(path)``.
+
+    ``now`` is the wall clock (injectable); ``stale_s`` is how old a lock's
+    heartbeat may get before the lock counts as abandoned.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        now: Callable[[], datetime] = utc_now,
+        stale_s: float = 60.0,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
+        self.path = path
+        self.now = now
+        self.stale_s = stale_s
+        self.busy_timeout_s = busy_timeout_s
+        self._db: aiosqlite.Connection | None = None
+        # One connection serves every job of a process: one transaction at a time on it.
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> RunHistory:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open (or create) the history file, refusing foreign or newer files."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(
+                self.path, timeout=self.busy_timeout_s, isolation_level=None
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open the job history {self.path}: {exc}") from None
+        self._db = db
+        try:
+            app_id = (await db.execute_fetchall("PRAGMA application_id"))[0][0]  # type: ignore[index]
+            version = (await db.execute_fetchall("PRAGMA user_version"))[0][0]  # type: ignore[index]
+            if app_id not in (0, APPLICATION_ID):
+                raise ConfigError(
+                    f"{self.path} is a SQLite database of another application (id {app_id:#x});"
+                    " choose another --state-dir"
+                )
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{self.path} has history schema {version}, newer than this crawler's"
+                    f" {SCHEMA_VERSION}: upgrade crawler"
+                )
+            await db.execute_fetchall("PRAGMA journal_mode=WAL")
+            await db.executescript(_SCHEMA)  # idempotent: racing openers are harmless
+            await db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            await self.close()
+            raise ConfigError(f"cannot use the job history {self.path}: {exc}") from None
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close the file."""
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The open connection."""
+        if self._db is None:
+            raise RuntimeError("RunHistory is not open: use `async with RunHistory(path)`")
+        return self._db
+
+    # -- locks ---------------------------------------------------------------------------
+
+    def _stale(self, lock: LockInfo, me: Holder, now_s: float) -> str | None:
+        """Why ``lock`` is abandoned, or None if its holder looks alive."""
+        if now_s - lock.heartbeat_at > self.stale_s:
+            return f"no heartbeat for {now_s - lock.heartbeat_at:.0f}s"
+        if lock.host == me.host and lock.pid != me.pid and not _pid_alive(lock.pid):
+            return f"pid {lock.pid} is gone"
+        return None
+
+    async def lock_info(self, job: str) -> LockInfo | None:
+        """The lock row of ``job`` (held or abandoned), if any."""
+        rows = list(
+            await self.db.execute_fetchall(
+                "SELECT job, holder, pid, host, run_id, acquired_at, heartbeat_at"
+                " FROM locks WHERE job=?",
+                (job,),
+            )
+        )
+        return LockInfo(*rows[0]) if rows else None
+
+    async def claim(
+        self,
+        job: str,
+        spider: str,
+        arguments: Mapping[str, Any],
+        holder: Holder,
+        *,
+        scheduled_for: datetime | None = None,
+    ) -> Claim:
+        """Take ``job``'s lock and record a new run, atomically.
+
+        ``scheduled_for`` is the due time of a scheduled run (None: a manual run,
+        recorded as scheduled at its start). Fails (``run_id`` None) if a live
+        holder has the lock, or if the due time has already been run.
+        """
+        async with self._lock:
+            return await self._claim(job, spider, arguments, holder, scheduled_for)
+
+    async def _claim(
+        self,
+        job: str,
+        spider: str,
+        arguments: Mapping[str, Any],
+        holder: Holder,
+        scheduled_for: datetime | None,
+    ) -> Claim:
+        now = self.now()
+        now_s = now.timestamp()
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            lock = await self.lock_info(job)
+            stolen = None
+            if lock is not None:
+                why = self._stale(lock, holder, now_s)
+                if why is None:
+                    await db.execute("ROLLBACK")
+                    return Claim(None, f"job {job!r} is already running ({lock.describe()})")
+                stolen = lock
+                if lock.run_id:
+                    await db.execute(
+                        "UPDATE runs SET ended_at=?, finish_reason='crashed', error=?"
+                        " WHERE run_id=? AND ended_at IS NULL",
+                        (_iso(now), f"lock taken over: {why}", lock.run_id),
+                    )
+            if scheduled_for is not None:
+                done = await db.execute_fetchall(
+                    "SELECT run_id FROM runs WHERE job=? AND scheduled_for>=? LIMIT 1",
+                    (job, _iso(scheduled_for)),
+                )
+                if list(done):
+                    await db.execute("ROLLBACK")
+                    due = scheduled_for.isoformat(timespec="seconds")
+                    return Claim(None, f"job {job!r} already ran for {due}")
+            run_id = new_run_id(now)
+            await db.execute(
+                "INSERT INTO runs (run_id, job, spider, arguments, trigger, scheduled_for,"
+                " started_at, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    job,
+                    spider,
+                    orjson.dumps(dict(arguments), default=str).decode(),
+                    "manual" if scheduled_for is None else "schedule",
+                    _iso(scheduled_for or now),
+                    _iso(now),
+                    holder.host,
+                    holder.pid,
+                ),
+            )
+            await db.execute(
+                "INSERT INTO locks (job, holder, pid, host, run_id, acquired_at, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job) DO UPDATE SET"
+                " holder=excluded.holder, pid=excluded.pid, host=excluded.host,"
+                " run_id=excluded.run_id, acquired_at=excluded.acquired_at,"
+                " heartbeat_at=excluded.heartbeat_at",
+                (job, holder.token, holder.pid, holder.host, run_id, now_s, now_s),
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+            raise
+        return Claim(run_id, stolen_from=stolen)
+
+    async def heartbeat(self, job: str, holder: Holder) -> bool:
+        """Refresh the lock; False if it is no longer ours (it was taken over)."""
+        async with self._lock:
+            cursor = await self.db.execute(
+                "UPDATE locks SET heartbeat_at=? WHERE job=? AND holder=?",
+                (self.now().timestamp(), job, holder.token),
+            )
+            return cursor.rowcount == 1
+
+    async def release(self, job: str, holder: Holder) -> None:
+        """Drop the lock if we still hold it."""
+        async with self._lock:
+            await self.db.execute("DELETE FROM locks WHERE job=? AND holder=?", (job, holder.token))
+
+    # -- runs ----------------------------------------------------------------------------
+
+    async def finish(self, record: RunRecord) -> None:
+        """Store a run's outcome (end time, reason, exit code, stats, counts, outputs, checks)."""
+        async with self._lock:
+            await self._finish(record)
+
+    async def _finish(self, record: RunRecord) -> None:
+        await self.db.execute(
+            "UPDATE runs SET spider=?, ended_at=?, finish_reason=?, exit_code=?, stats=?,"
+            " items=?, item_counts=?, outputs=?, checks=?, error=? WHERE run_id=?",
+            (
+                record.spider,
+                _iso(record.ended_at or self.now()),
+                record.finish_reason,
+                record.exit_code,
+                orjson.dumps(record.stats, default=str).decode(),
+                record.items,
+                orjson.dumps(record.item_counts).decode(),
+                orjson.dumps(record.outputs).decode(),
+                orjson.dumps(record.checks, default=str).decode(),
+                record.error,
+                record.run_id,
+            ),
+        )
+
+    async def get(self, run_id: str) -> RunRecord | None:
+        """One run."""
+        rows = list(
+            await self.db.execute_fetchall(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id=?", (run_id,)
+            )
+        )
+        return RunRecord.from_row(rows[0]) if rows else None
+
+    async def runs(self, job: str, limit: int = 20) -> list[RunRecord]:
+        """The latest ``limit`` runs of ``job``, newest first."""
+        rows = await self.db.execute_fetchall(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE job=? ORDER BY started_at DESC, run_id DESC"
+            " LIMIT ?",
+            (job, limit),
+        )
+        return [RunRecord.from_row(row) for row in rows]
+
+    async def last_run(self, job: str) -> RunRecord | None:
+        """The newest run of ``job``."""
+        runs = await self.runs(job, 1)
+        return runs[0] if runs else None
+
+    async def last_success(self, job: str) -> RunRecord | None:
+        """The newest run of ``job`` that exited 0."""
+        rows = list(
+            await self.db.execute_fetchall(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE job=? AND exit_code=0"
+                " ORDER BY started_at DESC, run_id DESC LIMIT 1",
+                (job,),
+            )
+        )
+        return RunRecord.from_row(rows[0]) if rows else None
+
+    async def last_scheduled(self, job: str) -> datetime | None:
+        """The latest due time run (a manual run counts at its start time)."""
+        rows = list(
+            await self.db.execute_fetchall(
+                "SELECT MAX(scheduled_for) FROM runs WHERE job=?", (job,)
+            )
+        )
+        return _parse(rows[0][0]) if rows else None
