@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import logging
 import os
+import random
 import signal
 import sqlite3
 import ssl
@@ -213,6 +214,62 @@ async def test_kill_9_loses_at_most_the_last_flush_interval(
         await frontier.push([Request(f"http://h{n % 5}.test/{n}") for n in range(100)])
         == [False] * 100
     )
+
+
+CHECKPOINTED_CHILD = textwrap.dedent(
+    """
+    import asyncio, math, os, signal, sys
+    from crawler import Request
+    from crawler.frontier.sqlite import SqliteFrontier
+
+    async def main(path, checkpoint_after):
+        # As the engine runs it: only explicit flushes (checkpoints) write DONE marks.
+        frontier = SqliteFrontier(path, window=4, flush_ops=2**62, flush_interval_s=math.inf)
+        await frontier.open()
+        await frontier.push([Request(f"http://a.test/{n}") for n in range(40)])
+        for n in range(20):  # small windows: many refills, each writes what it must read
+            lease = await frontier.lease()
+            await frontier.ack(lease)
+            if n + 1 == checkpoint_after:
+                await frontier.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    """
+)
+
+
+@pytest.mark.parametrize("checkpoint_after", [0, 7])
+async def test_done_marks_wait_for_a_full_flush(
+    open_state: Open, tmp_path: Path, checkpoint_after: int
+) -> None:
+    path = tmp_path / "frontier.db"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHECKPOINTED_CHILD, str(path), str(checkpoint_after)
+    )
+    assert await asyncio.wait_for(child.wait(), 30) == -signal.SIGKILL
+    frontier = await open_state(path, spider=None)
+    # Refills wrote the pushes and leases they needed to read, never a DONE mark.
+    done = checkpoint_after
+    assert await frontier.counts() == FrontierCounts(40 - done, 0, done, 0)
+    assert len(await drain(frontier)) == 40 - done
+
+
+async def test_a_crawl_is_seeded_once(open_state: Open, tmp_path: Path) -> None:
+    path = tmp_path / "frontier.db"
+    frontier = await open_state(path)
+    assert await frontier.claim_seed()
+    await frontier.push([req("/start")])
+    await frontier.close()  # killed while seeding (no seed_done): seed again on resume
+    again = await open_state(path)
+    assert await again.claim_seed()
+    assert await again.push([req("/start"), req("/other-start")]) == [False, True]
+    await again.seed_done()
+    await again.close()
+    resumed = await open_state(path)
+    assert not await resumed.claim_seed()
+    await resumed.reset()
+    assert await resumed.claim_seed()
 
 
 # -- refusing files that are not ours -----------------------------------------------------
@@ -507,3 +564,70 @@ def test_codec_refuses_what_it_cannot_store_with_the_reason() -> None:
         codec.encode(Request("http://a.test/", meta={"obj": object()}))
     with pytest.raises(CrawlerError, match="data of type list"):
         codec.encode(Request("http://a.test/", method="POST", data=[("a", "1")]))
+
+
+async def test_chaos_of_workers_retries_pushes_and_cancellations(open_state: Open) -> None:
+    """Real clock, tiny windows and batches, workers cancelled while they wait in lease():
+    every request is handled once (after its retries), never twice at the same time."""
+    rng = random.Random(5)
+    frontier = await open_state(
+        policy=PolitenessPolicy(per_host=2), window=3, max_loaded=12, flush_ops=7
+    )
+    hosts = [f"h{n}.test" for n in range(12)]
+    accepted = sum(await frontier.push([req(f"/{n}", rng.choice(hosts)) for n in range(300)]))
+    finished: dict[str, str] = {}
+    cancelled = 0
+    in_flight: set[str] = set()
+    per_host: dict[str, int] = {}
+    leasing: set[asyncio.Task[None]] = set()
+
+    async def worker() -> None:
+        nonlocal accepted
+        task = asyncio.current_task()
+        assert task is not None
+        while True:
+            leasing.add(task)
+            try:
+                lease = await frontier.lease()
+            finally:
+                leasing.discard(task)
+            if lease is None:
+                return
+            url = lease.request.url
+            assert url not in in_flight and url not in finished
+            in_flight.add(url)
+            per_host[lease.host] = per_host.get(lease.host, 0) + 1
+            assert per_host[lease.host] <= 2
+            await asyncio.sleep(0)
+            if rng.random() < 0.3:
+                child = req(f"/c{rng.randint(0, 400)}", rng.choice(hosts))
+                new = sum(await frontier.push([child]))
+                accepted += new  # (not `+= await`: that reads `accepted` before awaiting)
+            in_flight.discard(url)
+            per_host[lease.host] -= 1
+            roll = rng.random()
+            if roll < 0.15 and lease.request.meta.get("tries", 0) < 2:
+                lease.request.meta["tries"] = lease.request.meta.get("tries", 0) + 1
+                await frontier.retry(lease, rng.choice([0.0, 0.002]))
+            elif roll < 0.25:
+                finished[url] = "failed"
+                await frontier.fail(lease, "x")
+            else:
+                finished[url] = "done"
+                await frontier.ack(lease)
+
+    async with asyncio.timeout(60):
+        workers = {asyncio.create_task(worker()) for _ in range(12)}
+        while any(not task.done() for task in workers):
+            await asyncio.sleep(rng.choice([0, 0.0005, 0.001]))
+            waiting = sorted(leasing, key=id)
+            if waiting and rng.random() < 0.5:
+                rng.choice(waiting).cancel()  # a worker stopped mid-lease (or mid-refill)
+                cancelled += 1
+                workers.add(asyncio.create_task(worker()))
+        results = await asyncio.gather(*workers, return_exceptions=True)
+    assert [r for r in results if not isinstance(r, asyncio.CancelledError | None)] == []
+    assert cancelled > 20 and len(finished) == accepted
+    done = sum(1 for v in finished.values() if v == "done")
+    assert await frontier.counts() == FrontierCounts(0, 0, done, len(finished) - done)
+    assert await frontier.is_finished()

@@ -7,30 +7,36 @@ so the event loop never blocks)::
     state: 0 PENDING  1 LEASED  2 DONE  3 FAILED  4 DELAYED (a retry waiting for ready_at)
            5 SEEN (a fingerprint only, from add_seen)
 
-The ``fp`` column is the de-duplication set (a ``dont_filter`` duplicate is stored
-under its fingerprint plus 8 random bytes). A partial index on
-``(host, priority DESC, seq) WHERE state = 0`` makes "the best pending requests
-of a host" one O(log n) query, and one on ``ready_at WHERE state = 4`` finds due
-retries. ``PRAGMA application_id`` and ``PRAGMA user_version`` identify the file.
+``data`` is the request as :mod:`crawler.frontier.codec` stores it (callbacks by
+name, so they must be spider methods). The ``fp`` column is the de-duplication
+set: a ``dont_filter`` duplicate is stored under its fingerprint plus 8 random
+bytes. A partial index on ``(host, priority DESC, seq) WHERE state = 0`` makes
+"the next best pending requests of a host" an O(log n) query; one on
+``(ready_at, seq) WHERE state = 4`` finds due retries. ``PRAGMA application_id``,
+``PRAGMA user_version`` and a ``meta`` table say what the file is.
 
 Memory: each host keeps a *window* of at most ``window`` of its best pending
-requests (a prefix of its queue: everything left in the database ranks after
-it), refilled with one indexed query when it runs low; ``HostReadiness`` picks
-the host. When more than ``max_loaded`` requests are in memory, the windows of
-the least recently used hosts are dropped (the host stays scheduled by its best
-key and is reloaded when it is picked). Nothing ever loads the whole queue.
+requests, a prefix of its queue (whatever stays in the database ranks after
+it). When a window is half empty it is refilled, many hosts per indexed query;
+``HostReadiness`` picks the host, by the best request of its window. Over
+``max_loaded`` requests in memory, the windows of the least recently used hosts
+are dropped: such a host stays scheduled by its best key and is reloaded when
+picked. So memory is O(max_loaded + hosts), never O(queue). Keep ``window`` at
+or above the per-host concurrency, or a host cannot reach it.
 
 Writes (new rows, lease/ack/fail/retry state changes) are buffered and written
 in one transaction when ``flush_ops`` are pending, ``flush_interval_s`` after the
-first unwritten change (on the injected clock), and at ``close()``. Durability
-after ``kill -9``: a request leased and not yet acked is fetched again on
-resume (at-least-once); so is one acked less than ``flush_interval_s`` (or
-``flush_ops`` changes) before the crash. Requests pushed in that window may be
-lost. ``synchronous=NORMAL``: an OS crash or power loss may lose a little more.
+first unwritten change (on the injected clock), before a refill reads, and at
+``close()``. After ``kill -9`` (at-least-once): a request leased and not acked
+is fetched again on resume, and so is one acked within the last
+``flush_interval_s`` (or ``flush_ops`` changes) before the crash; requests pushed
+in that window may be lost. ``synchronous=NORMAL``: an OS crash or power loss
+may lose a little more (the last transactions), never corrupt the file.
 
-On ``open()`` LEASED and DELAYED rows become PENDING again (clocks are not
-comparable across processes, so a retry delay is considered served). The file
-is locked (``locking_mode=EXCLUSIVE``) while open: a second crawl on the same
+On ``open()`` LEASED and DELAYED rows become PENDING again, in their old queue
+position (clocks are not comparable across processes: a retry delay is
+considered served). Per-host delay overrides and holds are not stored. The file
+is locked (``locking_mode=EXCLUSIVE``) while open, so a second crawl on the same
 state fails with ``ConfigError`` instead of corrupting it.
 """
 
@@ -97,6 +103,7 @@ _SET_STATE = "UPDATE requests SET state = ? WHERE id = ?"
 _SET_FAILED = "UPDATE requests SET state = 3, reason = ? WHERE id = ?"
 _SET_DELAYED = "UPDATE requests SET state = 4, ready_at = ?, seq = ?, data = ? WHERE id = ?"
 _SET_PENDING = "UPDATE requests SET state = 0, ready_at = 0, seq = ? WHERE id = ?"
+_SEEDED = "INSERT OR REPLACE INTO meta (key, value) VALUES ('seeded', '1')"
 _COLUMNS = "id, fp, priority, seq, data, host"
 # One arm per host of the refill query (arms are joined with UNION ALL).
 _BEST = (
@@ -194,6 +201,11 @@ class SqliteFrontier:
         self._loaded = 0
         self._inserts: list[tuple[Any, ...]] = []
         self._updates: list[tuple[str, tuple[Any, ...]]] = []  # (statement, parameters)
+        # DONE/FAILED marks: written only by a full flush (flush(), the interval, a full
+        # buffer, close()), never by the partial flush a refill needs, so a caller that
+        # checkpoints its own output first (the engine) decides when "done" becomes durable.
+        self._finals: list[tuple[str, tuple[Any, ...]]] = []
+        self._seeded = False
         self._unflushed: set[bytes] = set()  # fingerprints of rows in _inserts
         # Rows whose change away from PENDING is not written yet (row id -> host), and how many
         # per host: a refill query still reads them as PENDING and skips them.
@@ -301,6 +313,7 @@ class SqliteFrontier:
             by_state[state] = count
             top = max(top, max_seq, max_id)
         self._next_id = top + 1
+        self._seeded = bool(await db.execute_fetchall("SELECT 1 FROM meta WHERE key = 'seeded'"))
         if by_state.get(LEASED) or by_state.get(DELAYED):
             await db.execute("UPDATE requests SET state = 0, ready_at = 0 WHERE state IN (1, 4)")
         self._pending = (
@@ -346,8 +359,13 @@ class SqliteFrontier:
             return
         async with self._lock:
             try:
+                await db.execute("BEGIN")
                 await db.execute("DELETE FROM requests")
+                await db.execute("DELETE FROM meta WHERE key = 'seeded'")
+                await db.execute("COMMIT")
             except sqlite3.Error as exc:
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
                 raise self._error(exc) from None
             stopped = self._stopped
             self._reset_state()
@@ -391,8 +409,8 @@ class SqliteFrontier:
                 self._place(host, (-request.priority, row_id, row_id, request, fp))
             self._evict()
             self._arm_flush()
-            if len(self._inserts) + len(self._updates) >= self._flush_ops:
-                await self._flush_locked()
+            if self._buffered() >= self._flush_ops:
+                await self._flush_locked(full=True)
         self._wake(len(requests))
         return [step is not None for step in plan]
 
@@ -411,8 +429,8 @@ class SqliteFrontier:
             self._unflushed.add(fingerprint)
             self._remember((fingerprint,))
             self._arm_flush()
-            if len(self._inserts) + len(self._updates) >= self._flush_ops:
-                await self._flush_locked()
+            if self._buffered() >= self._flush_ops:
+                await self._flush_locked(full=True)
             return True
 
     async def lease(self) -> Lease | None:
@@ -432,7 +450,7 @@ class SqliteFrontier:
                 if not window.items:  # a cold host: load its best requests first
                     try:
                         async with self._lock:
-                            await self._flush_locked()
+                            await self._flush_locked(full=False)
                             await self._refill((host,))
                             self._evict(keep=host)
                     except BaseException:
@@ -452,7 +470,7 @@ class SqliteFrontier:
         row_id = self._release(lease)
         if row_id is not None:
             self._done += 1
-            self._change(row_id, lease.host, _SET_STATE, (DONE, row_id))
+            self._change(row_id, lease.host, _SET_STATE, (DONE, row_id), final=True)
             await self._flush_if_full()
 
     async def fail(self, lease: Lease, reason: str) -> None:
@@ -460,7 +478,7 @@ class SqliteFrontier:
         row_id = self._release(lease)
         if row_id is not None:
             self._failed += 1
-            self._change(row_id, lease.host, _SET_FAILED, (reason, row_id))
+            self._change(row_id, lease.host, _SET_FAILED, (reason, row_id), final=True)
             await self._flush_if_full()
 
     async def retry(self, lease: Lease, delay_s: float) -> None:
@@ -489,6 +507,17 @@ class SqliteFrontier:
         """Start no request to ``host`` for ``delay_s`` seconds (not persisted)."""
         self.readiness.delay_host(host, self.clock.now() + delay_s)
 
+    async def claim_seed(self) -> bool:
+        """True until a ``seed_done`` was written: a crawl killed while seeding seeds again
+        (the start requests it did store are refused as duplicates)."""
+        return not self._seeded
+
+    async def seed_done(self) -> None:
+        """Record that the start requests are pushed (written with them, by the next flush)."""
+        self._seeded = True
+        self._updates.append((_SEEDED, ()))
+        self._arm_flush()
+
     def stop(self) -> None:
         """Make every current and future ``lease`` return None."""
         self._stopped = True
@@ -503,9 +532,9 @@ class SqliteFrontier:
     # -- beyond the protocol ------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Write every buffered change in one transaction."""
+        """Write every buffered push and state change (DONE/FAILED included) in one transaction."""
         async with self._lock:
-            await self._flush_locked()
+            await self._flush_locked(full=True)
 
     async def is_finished(self) -> bool:
         """True if the state holds a finished crawl: nothing queued or in flight, some done."""
@@ -575,7 +604,7 @@ class SqliteFrontier:
         self._refilling = True
         try:
             async with self._lock:
-                await self._flush_locked()
+                await self._flush_locked(full=False)
                 hosts = list(self._needs_refill)
                 for start in range(0, len(hosts), _REFILL_CHUNK):
                     chunk = [
@@ -685,7 +714,7 @@ class SqliteFrontier:
         self._promoting = True
         try:
             async with self._lock:
-                await self._flush_locked()
+                await self._flush_locked(full=False)
                 now = self.clock.now()
                 rows = await self._query(_DUE, (now, _DUE_CHUNK))
                 if len(rows) < _DUE_CHUNK:
@@ -711,6 +740,10 @@ class SqliteFrontier:
                 self._delayed_at = min(
                     self._unflushed_delay, float("inf") if next_at is None else next_at
                 )
+                if self._delayed and self._delayed_at == float("inf"):
+                    # Counted retries the database does not have: trust the database.
+                    logger.warning("frontier %s: %d retries lost", self.path, self._delayed)
+                    self._delayed = 0
                 if not self._delayed:
                     self._delayed_at = float("inf")
                 self._evict()
@@ -726,7 +759,7 @@ class SqliteFrontier:
         except (CrawlerError, ValueError, TypeError, KeyError) as exc:
             logger.error("frontier %s: dropping stored request %d: %s", self.path, row_id, exc)
             self._failed += 1
-            self._change(row_id, host, _SET_FAILED, ("undecodable", row_id))
+            self._change(row_id, host, _SET_FAILED, ("undecodable", row_id), final=True)
             return None
 
     # -- leases and waiting ---------------------------------------------------------------
@@ -776,8 +809,10 @@ class SqliteFrontier:
 
     # -- the database -------------------------------------------------------------------
 
-    def _change(self, row_id: int, host: str, sql: str, params: tuple[Any, ...]) -> None:
-        self._updates.append((sql, params))
+    def _change(
+        self, row_id: int, host: str, sql: str, params: tuple[Any, ...], final: bool = False
+    ) -> None:
+        (self._finals if final else self._updates).append((sql, params))
         if row_id not in self._dirty:
             self._dirty[row_id] = host
             self._dirty_hosts[host] = self._dirty_hosts.get(host, 0) + 1
@@ -807,24 +842,32 @@ class SqliteFrontier:
             except CrawlerError:
                 logger.exception("frontier %s: writing the crawl state failed", self.path)
 
+    def _buffered(self) -> int:
+        return len(self._inserts) + len(self._updates) + len(self._finals)
+
     async def _flush_if_full(self) -> None:
-        if len(self._inserts) + len(self._updates) >= self._flush_ops:
+        if self._buffered() >= self._flush_ops:
             await self.flush()
 
-    async def _flush_locked(self) -> None:
+    async def _flush_locked(self, full: bool) -> None:
+        """Write the buffers in one transaction; a partial flush keeps DONE/FAILED marks."""
         db = self._db
-        if db is None or not (self._inserts or self._updates):
+        if db is None or not (self._inserts or self._updates or (full and self._finals)):
             return
-        inserts, updates = self._inserts, self._updates
+        inserts, updates, finals = self._inserts, self._updates, self._finals if full else []
         unflushed, dirty = self._unflushed, self._dirty
         self._inserts, self._updates, self._unflushed = [], [], set()
+        if full:
+            self._finals = []
+        # Every row leased (or retried) is now written as such: none reads as PENDING.
         self._dirty, self._dirty_hosts = {}, {}
         self._unflushed_delay = float("inf")
         try:
             await db.execute("BEGIN")
             if inserts:
                 await db.executemany(_INSERT, inserts)
-            for sql, run in groupby(updates, key=itemgetter(0)):  # in order, like runs batched
+            # In order, runs of one statement batched. DONE/FAILED come last: they end a row.
+            for sql, run in groupby((*updates, *finals), key=itemgetter(0)):
                 await db.executemany(sql, [params for _, params in run])
             await db.execute("COMMIT")
         except BaseException as exc:
@@ -832,6 +875,8 @@ class SqliteFrontier:
             # inserted with OR REPLACE, updates are replayed in order).
             self._inserts[:0] = inserts
             self._updates[:0] = updates
+            if full:
+                self._finals[:0] = finals
             self._unflushed |= unflushed
             for row_id, host in dirty.items():
                 if row_id not in self._dirty:
