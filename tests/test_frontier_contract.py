@@ -203,6 +203,90 @@ async def test_download_delay_spaces_requests_to_one_host(make: Make) -> None:
     assert (await finish(waiting)).request.url == "http://a.test/2"
 
 
+async def test_download_delay_counts_from_the_start_not_the_end(make: Make) -> None:
+    frontier, clock = await make(delay_s=5.0)
+    await frontier.push([req("/1"), req("/2")])
+    first = await lease_now(frontier)
+    assert first is not None
+    await clock.advance(3.0)
+    await frontier.ack(first)  # finishing early does not shorten the delay
+    waiting = asyncio.create_task(frontier.lease())
+    await clock.advance(1.9)
+    await assert_waiting(waiting)
+    await clock.advance(0.1)
+    assert (await finish(waiting)).request.url == "http://a.test/2"
+
+
+async def test_hold_host_and_set_host_delay(make: Make) -> None:
+    frontier, clock = await make()
+    await frontier.hold_host("a.test", 10.0)
+    await frontier.set_host_delay("b.test", 4.0)
+    await frontier.push([req("/1", "a.test", priority=5), req("/1", "b.test"), req("/2", "b.test")])
+    assert await take(frontier, 1) == ["http://b.test/1"]
+    waiting = asyncio.create_task(frontier.lease())
+    await clock.advance(3.9)
+    await assert_waiting(waiting)  # a.test is held, b.test waits out its own delay
+    await clock.advance(0.1)
+    assert (await finish(waiting)).request.url == "http://b.test/2"
+    waiting = asyncio.create_task(frontier.lease())
+    await clock.advance(5.9)
+    await assert_waiting(waiting)
+    await clock.advance(0.1)
+    assert (await finish(waiting)).request.url == "http://a.test/1"
+
+
+async def test_failed_and_retried_leases_free_the_host_slot(make: Make) -> None:
+    frontier, _ = await make(per_host=1)
+    await frontier.push([req("/1"), req("/2"), req("/3")])
+    one = await lease_now(frontier)
+    assert one is not None
+    await frontier.fail(one, "network")
+    two = await lease_now(frontier)
+    assert two is not None and two.request.url == "http://a.test/2"
+    await frontier.retry(two, 0.0)
+    three = await lease_now(frontier)  # the retry went behind /3
+    assert three is not None and three.request.url == "http://a.test/3"
+    await frontier.ack(three)
+    assert await take(frontier, 1) == ["http://a.test/2"]
+
+
+async def test_an_earlier_retry_rearms_the_wakeup(make: Make) -> None:
+    frontier, clock = await make()
+    await frontier.hold_host("a.test", 100.0)
+    await frontier.push([req("/1", "a.test"), req("/1", "b.test")])
+    b1 = await lease_now(frontier)
+    assert b1 is not None and b1.request.url == "http://b.test/1"
+    waiting = asyncio.create_task(frontier.lease())  # a wake-up is armed for a.test at +100
+    await assert_waiting(waiting)
+    await frontier.retry(b1, 1.0)  # due long before a.test
+    await clock.advance(1.0)
+    assert (await finish(waiting)).request.url == "http://b.test/1"
+
+
+async def test_a_cancelled_waiter_does_not_swallow_a_wakeup(make: Make) -> None:
+    frontier, _ = await make()
+    await frontier.push([req("/parent")])
+    parent = await lease_now(frontier)
+    assert parent is not None
+    cancelled = asyncio.create_task(frontier.lease())
+    live = asyncio.create_task(frontier.lease())
+    await assert_waiting(live)
+    cancelled.cancel()
+    await frontier.push([req("/child")])
+    assert (await finish(live)).request.url == "http://a.test/child"
+    assert cancelled.cancelled()
+    await frontier.ack(parent)
+
+
+async def test_a_fresh_frontier_asks_to_be_seeded_and_flush_is_safe(make: Make) -> None:
+    frontier, _ = await make()
+    assert await frontier.claim_seed() is True
+    await frontier.push([req("/start")])
+    await frontier.seed_done()
+    await frontier.flush()
+    assert await take(frontier, 1) == ["http://a.test/start"]
+
+
 async def test_retry_comes_back_after_its_delay_with_its_changes(make: Make) -> None:
     frontier, clock = await make()
     await frontier.push([req("/flaky")])

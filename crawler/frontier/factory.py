@@ -44,6 +44,7 @@ def make_frontier(
             policy,
             clock,
             spider=spider,
+            window=max(16, 2 * policy.per_host),  # a smaller window would cap a host's concurrency
             flush_ops=2**62,
             flush_interval_s=math.inf,
         )

@@ -25,10 +25,13 @@ picked. So memory is O(max_loaded + hosts), never O(queue). Keep ``window`` at
 or above the per-host concurrency, or a host cannot reach it.
 
 Writes (new rows, lease/ack/fail/retry state changes) are buffered and written
-in one transaction when ``flush_ops`` are pending, ``flush_interval_s`` after the
-first unwritten change (on the injected clock), before a refill reads, and at
-``close()``. After ``kill -9`` (at-least-once): a request leased and not acked
-is fetched again on resume, and so is one acked within the last
+in one transaction (``flush()``) when ``flush_ops`` are pending,
+``flush_interval_s`` after the first unwritten change (on the injected clock),
+and at ``close()``. A refill or a due retry first writes the pushes and leases
+it must read, but never DONE/FAILED marks: a caller that makes its own output
+durable before calling ``flush()`` (the engine's checkpoints) decides when
+"done" is. After ``kill -9`` (at-least-once): a request leased and not acked is
+fetched again on resume, and so is one acked within the last
 ``flush_interval_s`` (or ``flush_ops`` changes) before the crash; requests pushed
 in that window may be lost. ``synchronous=NORMAL``: an OS crash or power loss
 may lose a little more (the last transactions), never corrupt the file.
