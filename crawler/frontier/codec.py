@@ -98,7 +98,9 @@ class RequestCodec:
         if request.errback is not None:
             doc["eb"] = self._method_name(request.errback, "errback", request)
         try:
-            return orjson.dumps(doc, option=_JSON_OPTIONS)
+            # orjson's bytes keep a ~4 KB allocation however short the JSON; copy to the
+            # exact size, or 60k buffered rows between checkpoints cost ~250 MB.
+            return bytes(memoryview(orjson.dumps(doc, option=_JSON_OPTIONS)))
         except TypeError as exc:
             raise CrawlerError(
                 f"Request({request.url}) cannot be stored in a persistent frontier: {exc}."

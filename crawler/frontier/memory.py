@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Sequence
 
-from ..clock import Clock, MonotonicClock, TimerHandle
+from ..clock import Clock, MonotonicClock
 from ..fingerprint import fingerprint
 from ..request import Request
 from .base import FrontierCounts, Lease, PolitenessPolicy
 from .domains import HostReadiness
+from .waiters import LeaseWaiters
 
 __all__ = ["MemoryFrontier"]
 
@@ -32,9 +31,7 @@ class MemoryFrontier:
         self._done = 0
         self._failed = 0
         self._stopped = False
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._timer: TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._waiters = LeaseWaiters(self.clock)
 
     async def open(self) -> None:
         """Nothing to acquire in memory."""
@@ -55,7 +52,7 @@ class MemoryFrontier:
             seen.add(fp)
             self._enqueue(request, fp)
             accepted.append(True)
-        self._wake(len(requests))
+        self._waiters.wake(len(requests))
         return accepted
 
     def _enqueue(self, request: Request, fp: bytes) -> None:
@@ -94,10 +91,10 @@ class MemoryFrontier:
                 self._queued -= 1
                 self._in_flight += 1
                 if self._waiters and self.readiness.has_ready():
-                    self._wake(1)  # more is ready: let the next idle worker take it
+                    self._waiters.wake(1)  # more is ready: let the next idle worker take it
                 return Lease(request, host, fp)
             if self._queued == 0 and self._in_flight == 0 and not self._sleeping:
-                self._wake(len(self._waiters))  # exhausted: release everybody
+                self._waiters.wake_all()  # exhausted: release everybody
                 return None
             await self._wait()
 
@@ -138,7 +135,7 @@ class MemoryFrontier:
     def stop(self) -> None:
         """Make every current and future ``lease`` return None."""
         self._stopped = True
-        self._wake(len(self._waiters))
+        self._waiters.wake_all()
 
     async def counts(self) -> FrontierCounts:
         """Queued / in flight / done / failed."""
@@ -149,7 +146,10 @@ class MemoryFrontier:
     def _release(self, lease: Lease) -> None:
         self._in_flight -= 1
         self.readiness.finished(lease.host)
-        self._wake(1 if self._queued or self._sleeping or self._in_flight else len(self._waiters))
+        if self._queued or self._sleeping or self._in_flight:
+            self._waiters.wake(1)
+        else:
+            self._waiters.wake_all()
 
     def _wake_sleeping(self) -> None:
         sleeping = self._sleeping
@@ -160,32 +160,8 @@ class MemoryFrontier:
             _, _, request, fp = heapq.heappop(sleeping)
             self._enqueue(request, fp)
 
-    def _wake(self, count: int) -> None:
-        waiters = self._waiters
-        while count > 0 and waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                count -= 1
-
     async def _wait(self) -> None:
         wake_at = self.readiness.next_time()
         if self._sleeping and (wake_at is None or self._sleeping[0][0] < wake_at):
             wake_at = self._sleeping[0][0]
-        if wake_at is not None and (self._timer_at is None or wake_at < self._timer_at):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = wake_at
-            self._timer = self.clock.call_at(wake_at, self._on_timer)
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        self._wake(1)
+        await self._waiters.wait(wake_at)
