@@ -286,6 +286,14 @@ class Crawler:
             await asyncio.sleep(self.settings.CHECKPOINT_INTERVAL)
             await self._checkpoint()
 
+    async def _publish_loop(self, publish: Callable[[dict[str, int]], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(self.settings.CHECKPOINT_INTERVAL)
+            try:
+                await publish(self.stats.counters)
+            except Exception:
+                logger.warning("[%s] could not publish stats", self.spider.name, exc_info=True)
+
     async def _seed(self, processor: RequestProcessor) -> None:
         if not await self.frontier.claim_seed():
             logger.info("[%s] resuming: start requests were queued before", self.spider.name)
@@ -312,6 +320,9 @@ class Crawler:
             background.append(asyncio.create_task(self._report_progress()))
         if self.state is not None:
             background.append(asyncio.create_task(self._checkpoint_loop()))
+        publish = getattr(self.frontier, "publish_stats", None)  # a shared frontier's stats
+        if publish is not None:
+            background.append(asyncio.create_task(self._publish_loop(publish)))
         try:
             async with asyncio.TaskGroup() as group:
                 self._workers = [
@@ -323,6 +334,11 @@ class Crawler:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if publish is not None:
+                try:
+                    await publish(self.stats.counters)
+                except Exception:
+                    logger.exception("[%s] could not publish the final stats", self.spider.name)
 
     async def _work(self, processor: RequestProcessor) -> None:
         frontier = self.frontier

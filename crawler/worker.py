@@ -136,9 +136,7 @@ class RequestProcessor:
             await self._give_up(lease, error, level=logging.INFO)
             return
         callback = request.callback or self.spider.parse
-        await self.outputs.run(
-            callback, response, request, response, "callback", lease.fingerprint
-        )
+        await self.outputs.run(callback, response, request, response, "callback", lease.fingerprint)
         await self.frontier.ack(lease)
 
     async def _hooks_allow(self, request: Request, response: Response) -> bool:

@@ -23,6 +23,7 @@ import click
 from .jobs import jobs_group, scheduler_command
 from .listing import list_command
 from .run import run_command
+from .status import status_command
 
 __all__ = ["EXIT_CONFIG", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SPIDER", "main"]
 
@@ -43,3 +44,4 @@ main.add_command(run_command)
 main.add_command(list_command)
 main.add_command(jobs_group)
 main.add_command(scheduler_command)
+main.add_command(status_command)

@@ -13,10 +13,10 @@
         ──► RunHistory.finish + release ──► exit code
 """
 
+from ..hooks import RequestHooks
 from .config import HealthChecks, JobConfig, Schedule, load_jobs, parse_jobs
 from .health import CheckResult, HealthProbe
 from .history import Claim, Holder, RunHistory, RunRecord
-from ..hooks import RequestHooks
 from .incremental import CookieKeeper, IncrementalHooks, ItemChanges, JobState
 from .runner import ExitCode, JobPaths, RunOutcome, run_job
 from .scheduler import Scheduler, next_due, previous_due, startup_due

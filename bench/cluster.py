@@ -1,0 +1,339 @@
+"""Benchmark: one crawl spread over 1, 2 and 4 worker processes sharing a Redis frontier.
+
+    /work/venv/bin/python bench/cluster.py --pages 3000 --hosts 16 --latency 0.05 --workers 1,2,4
+
+Starts a ``redis-server`` (no persistence, a free port) and the generated site of
+``site_server.py`` in its own process, answering every request after ``--latency``
+seconds (a slow remote site: the crawl is bound by latency, not CPU, until the
+machine's cores run out). Then, for each worker count, runs that many
+``python -m crawler run`` processes with ``FRONTIER_URL`` and a fresh ``JOB``, each
+with ``--concurrency`` requests in flight and ``--per-host`` as the cluster-wide
+``CONCURRENCY_PER_HOST``; and once a single process on the in-memory frontier, for
+reference.
+
+Every run is checked: the site served every page exactly once, no unknown URL, and
+the outputs hold one item per page. Reported per run:
+
+* pages/s      -- pages / seconds from the first page served to the last (start-up excluded)
+* wall s       -- from starting the processes to the last one exiting (start-up included)
+* peak/host    -- the most requests one host saw at once, all processes together
+
+Then the Redis memory a crawl leaves: bytes per URL in the de-duplication set after
+the crawls, and bytes per queued request (``--queue-sample`` requests pushed and
+measured with ``INFO memory``). Results also go to ``--out`` as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT)]
+
+from site_server import SiteProtocol, SiteShape, SiteState  # noqa: E402
+
+SPIDER = """
+from crawler import Spider
+
+
+class BenchSpider(Spider):
+    name = "bench"
+
+    def parse(self, response):
+        title = response.css_first("title")
+        yield {"url": response.url, "title": title.text() if title is not None else None}
+        yield from response.follow_all()
+"""
+
+# -- the slow site ---------------------------------------------------------------------
+
+
+class _LateTransport:
+    """Writes (and closes) ``latency`` seconds after the protocol asks: a far-away server."""
+
+    def __init__(self, transport: asyncio.Transport, latency: float) -> None:
+        self._transport = transport
+        self._latency = latency
+        self._loop = asyncio.get_running_loop()
+
+    def writelines(self, data: Any) -> None:
+        self._loop.call_later(self._latency, self._write, list(data))
+
+    def _write(self, data: list[bytes]) -> None:
+        if not self._transport.is_closing():
+            self._transport.writelines(data)
+
+    def close(self) -> None:
+        self._loop.call_later(self._latency, self._transport.close)
+
+
+class _TimedState(SiteState):
+    """SiteState that also reports when the first and the last page were served."""
+
+    def reset(self) -> None:
+        super().reset()
+        self.first: float | None = None
+        self.last: float | None = None
+        self.peak: dict[bytes, int] = {}
+        self.active: dict[bytes, int] = {}
+
+    def stats(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(super().stats())
+        data["crawl_s"] = (self.last - self.first) if self.first and self.last else 0.0
+        data["peak_per_host"] = max(self.peak.values(), default=0)
+        return data
+
+
+class _SlowProtocol(SiteProtocol):
+    def __init__(self, state: _TimedState, latency: float) -> None:
+        super().__init__(state)
+        self.timed = state
+        self.latency = latency
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(_LateTransport(transport, self.latency))  # type: ignore[arg-type]
+
+    def _answer(self, host: bytes, target: bytes) -> list[bytes]:
+        answer = super()._answer(host, target)
+        if (host, target) in self.timed.routes:
+            state, now = self.timed, time.monotonic()
+            state.first = state.first or now
+            state.last = now
+            active = state.active[host] = state.active.get(host, 0) + 1
+            state.peak[host] = max(state.peak.get(host, 0), active)
+            asyncio.get_running_loop().call_later(self.latency, self._done, host)
+        return answer
+
+    def _done(self, host: bytes) -> None:
+        self.timed.active[host] -= 1
+
+
+async def _serve_site(shape: SiteShape, latency: float) -> None:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    state = _TimedState(shape, port)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _SlowProtocol(state, latency), sock=sock)
+    info = {"port": port, "hosts": shape.host_names(), "start_urls": shape.start_urls(port)}
+    print(json.dumps(info), flush=True)
+    async with server:
+        await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
+
+
+# -- the runner ----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(port: int, path: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+        return dict(json.load(answer))
+
+
+def _redis_memory(url: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("memory")["used_memory"])
+    finally:
+        client.close()
+
+
+def _delete_queues(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.delete(prefix + "req", *client.scan_iter(match=prefix + "q:*"))
+    finally:
+        client.close()
+
+
+def _run(
+    workers: int, site: dict[str, Any], redis_url: str | None, args: argparse.Namespace, tmp: Path
+) -> dict[str, Any]:
+    port = site["port"]
+    _get(port, "/__bench/reset")
+    spider = tmp / "bench_spider.py"
+    spider.write_text(SPIDER)
+    job = f"bench-{workers}-{time.time_ns()}"
+    resolve = json.dumps({host: "127.0.0.1" for host in site["hosts"]})
+    common = [
+        *("-a", "start_urls=" + ",".join(site["start_urls"])),
+        *("-s", f"RESOLVE={resolve}", "-s", "PROGRESS_INTERVAL=0", "-s", "ROBOTSTXT_OBEY=false"),
+        *("-s", f"CONCURRENCY={args.concurrency}", "-s", f"CONCURRENCY_PER_HOST={args.per_host}"),
+        *("-s", "LOG_LEVEL=WARNING", "-s", "RETRY_TIMES=0"),
+    ]
+    if redis_url:
+        common += ["-s", f"FRONTIER_URL={redis_url}", "-s", f"JOB={job}"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    outputs = [tmp / f"{job}-{n}.jsonl" for n in range(workers)]
+    started = time.monotonic()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "crawler", "run", str(spider), "-o", str(out), *common],
+            cwd=tmp,
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        for out in outputs
+    ]
+    errors = []
+    for process in processes:
+        _, stderr = process.communicate()
+        if process.returncode != 0:
+            errors.append(f"exit {process.returncode}: {stderr.decode()[-2000:]}")
+    wall = time.monotonic() - started
+    stats = _get(port, "/__bench/stats")
+    items = sum(len(out.read_bytes().splitlines()) for out in outputs)
+    problems = list(errors)
+    if stats["unique"] != args.pages or stats["repeated"] or stats["not_found"]:
+        problems.append(f"site counters wrong: {stats}")
+    if items != args.pages:
+        problems.append(f"{items} items written for {args.pages} pages")
+    crawl_s = stats["crawl_s"] or wall
+    return {
+        "frontier": "redis" if redis_url else "memory",
+        "workers": workers,
+        "pages": stats["unique"],
+        "pages_per_s": round(args.pages / crawl_s, 1),
+        "crawl_s": round(crawl_s, 3),
+        "wall_s": round(wall, 3),
+        "peak_per_host": stats["peak_per_host"],
+        "problems": problems,
+    }
+
+
+async def _queue_memory(redis_url: str, count: int) -> dict[str, float]:
+    """Bytes per queued request, and per URL in the seen set alone."""
+    from crawler import Request
+    from crawler.frontier.redis import RedisFrontier
+
+    frontier = RedisFrontier(redis_url, job="bench-memory", flush_interval_s=0)
+    await frontier.open()
+    try:
+        await frontier.reset()
+        before = _redis_memory(redis_url)
+        for start in range(0, count, 1000):
+            await frontier.push(
+                [
+                    Request(f"http://host{n % 16}.bench/s{n % 50}/p{n}.html")
+                    for n in range(start, min(count, start + 1000))
+                ]
+            )
+        queued = _redis_memory(redis_url)
+        _delete_queues(redis_url, "crawler:{bench-memory}:")  # leaves the seen set
+        seen_only = _redis_memory(redis_url)
+        await frontier.reset()
+    finally:
+        await frontier.close()
+    return {
+        "bytes_per_queued_request": round((queued - before) / count, 1),
+        "bytes_per_seen_url": round((seen_only - before) / count, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pages", type=int, default=3000)
+    parser.add_argument("--hosts", type=int, default=16)
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds per response")
+    parser.add_argument("--workers", default="1,2,4", help="worker process counts to run")
+    parser.add_argument("--concurrency", type=int, default=32, help="CONCURRENCY per process")
+    parser.add_argument("--per-host", type=int, default=8, help="CONCURRENCY_PER_HOST")
+    parser.add_argument("--queue-sample", type=int, default=100_000)
+    parser.add_argument("--no-memory-frontier", action="store_true")
+    parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "crawler-cluster.json"))
+    parser.add_argument("--serve-site", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_site:
+        asyncio.run(_serve_site(SiteShape(args.pages, args.hosts), args.latency))
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("redis-server is not installed (apt-get install redis-server)")
+    with tempfile.TemporaryDirectory(prefix="crawler-cluster-") as folder:
+        tmp = Path(folder)
+        redis_port = _free_port()
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        redis_server = subprocess.Popen(
+            [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]  # noqa: RUF005
+            + ["--appendonly", "no", "--dir", folder, "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL,
+        )
+        site_args = [sys.executable, __file__, "--serve-site", "--pages", str(args.pages)]
+        site_args += ["--hosts", str(args.hosts), "--latency", str(args.latency)]
+        server = subprocess.Popen(site_args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            assert server.stdout is not None
+            site = json.loads(server.stdout.readline())
+            for _ in range(100):
+                try:
+                    _redis_memory(redis_url)
+                    break
+                except Exception:
+                    time.sleep(0.05)
+            runs = []
+            if not args.no_memory_frontier:
+                runs.append(_run(1, site, None, args, tmp))
+            for count in (int(n) for n in args.workers.split(",")):
+                base = _redis_memory(redis_url)
+                run = _run(count, site, redis_url, args, tmp)
+                run["redis_bytes_per_url"] = round(
+                    (_redis_memory(redis_url) - base) / args.pages, 1
+                )
+                runs.append(run)
+            memory = asyncio.run(_queue_memory(redis_url, args.queue_sample))
+        finally:
+            server.communicate(b"")
+            redis_server.terminate()
+            redis_server.wait()
+    print(
+        f"site: {args.pages} pages on {args.hosts} hosts,"
+        f" {args.latency * 1000:.0f} ms per response;"
+        f" CONCURRENCY={args.concurrency} per process, CONCURRENCY_PER_HOST={args.per_host};"
+        f" {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'frontier':<9}{'workers':>8}{'pages/s':>10}{'crawl s':>9}{'wall s':>8}{'peak/host':>10}"
+    )
+    for run in runs:
+        print(
+            f"{run['frontier']:<9}{run['workers']:>8}{run['pages_per_s']:>10}"
+            f"{run['crawl_s']:>9}{run['wall_s']:>8}{run['peak_per_host']:>10}"
+        )
+    print(
+        f"redis memory: {memory['bytes_per_seen_url']} bytes per URL in the seen set,"
+        f" {memory['bytes_per_queued_request']} bytes per queued request"
+        f" ({args.queue_sample} pushed)"
+    )
+    Path(args.out).write_text(json.dumps({"args": vars(args), "runs": runs, "memory": memory}))
+    problems = [(run["frontier"], run["workers"], p) for run in runs for p in run["problems"]]
+    for problem in problems:
+        print("PROBLEM", *problem)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,397 @@
+"""The Redis frontier's key layout and the Lua scripts that change it atomically.
+
+Every key of a job starts with ``crawler:{JOB}:`` (the braces make it a Redis
+Cluster hash tag: one job lives in one slot, so the scripts may touch any of its
+keys). ``P`` below is that prefix.
+
+=================  ======  ================================================================
+key                type    holds
+=================  ======  ================================================================
+P seq              string  counter: request ids and the FIFO order within a priority
+P q:HOST           zset    pending request ids of HOST; score = -priority * 2^36 + seq
+P req              hash    id -> encoded request (pending, delayed retry or leased)
+P ready            zset    HOST -> score of its best request: hosts that may start one now
+P wait             zset    HOST -> next allowed start: hosts with work and a free slot, waiting
+                           out DOWNLOAD_DELAY or a hold (hosts at their limit are in neither)
+P busy             hash    HOST -> requests in flight (the whole cluster)
+P next             hash    HOST -> when its next request may start
+P hdelay / pdelay  hash    HOST -> delay override (set_host_delay) / HOST_DELAYS setting
+P leases           zset    id -> lease deadline
+P leased           hash    id -> "worker TAB host TAB priority TAB state"; state L = in flight,
+                           D / F = acked done / failed, removed at the holder's next flush
+P retry            zset    "order TAB id TAB host TAB priority" -> when the retry is due
+P seen             set     16-byte request fingerprints (de-duplication)
+P counts           hash    queued (pending + retries), in_flight, done, failed, reclaimed
+P stats            hash    engine counters summed over all processes (pages, items, ...)
+P workers          zset    worker id ("hostname:pid:random") -> last heartbeat
+P meta             hash    started_at, lease_timeout_s
+P seeded           string  worker that claimed the seeding (SET NX; never expires)
+P seeding          string  present while the start requests are pushed (TTL, refreshed)
+P wake             pubsub  "something became ready" (wakes idle workers of every process)
+=================  ======  ================================================================
+
+Times are Redis ``TIME`` (one clock for every machine) unless the caller passes
+its own (tests with a manual clock). Priorities are clamped to +-2^16 so a score
+stays an exact double.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ABANDON",
+    "CLAIM_SEED",
+    "FINALIZE",
+    "HOLD",
+    "LEASE",
+    "PRIORITY_LIMIT",
+    "PUSH",
+    "RELEASE",
+    "RENEW",
+    "SEED_DONE",
+    "job_prefix",
+]
+
+PRIORITY_LIMIT = 2**16
+
+
+def job_prefix(job: str) -> str:
+    """The key prefix of ``job``."""
+    return f"crawler:{{{job}}}:"
+
+
+_PRELUDE = """
+local P = KEYS[1]
+local SPAN = 68719476736
+
+local function clock(arg)
+  if arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function split(s)
+  local out = {}
+  for field in string.gmatch(s, '[^\\t]+') do out[#out + 1] = field end
+  return out
+end
+
+local function enqueue(id, host, prio)
+  local seq = redis.call('INCR', P .. 'seq')
+  redis.call('ZADD', P .. 'q:' .. host, -prio * SPAN + seq, id)
+end
+
+local function free_slot(host)
+  if redis.call('HINCRBY', P .. 'busy', host, -1) <= 0 then
+    redis.call('HDEL', P .. 'busy', host)
+  end
+end
+
+-- Put HOST in ready, in wait or in neither; 1 if it just became ready.
+local function schedule(host, now, limit)
+  local at = tonumber(redis.call('HGET', P .. 'next', host)) or 0
+  local head = redis.call('ZRANGE', P .. 'q:' .. host, 0, 0, 'WITHSCORES')
+  if #head == 0 or (tonumber(redis.call('HGET', P .. 'busy', host)) or 0) >= limit then
+    redis.call('ZREM', P .. 'ready', host)
+    redis.call('ZREM', P .. 'wait', host)
+    if #head == 0 and at > 0 and at <= now then redis.call('HDEL', P .. 'next', host) end
+    return 0
+  end
+  if at > now then
+    redis.call('ZREM', P .. 'ready', host)
+    redis.call('ZADD', P .. 'wait', at, host)
+    return 0
+  end
+  redis.call('ZREM', P .. 'wait', host)
+  return redis.call('ZADD', P .. 'ready', head[2], host)
+end
+
+-- Put a lease back in its host's queue (its holder died or gave it back).
+local function reclaim(id, now, limit)
+  redis.call('ZREM', P .. 'leases', id)
+  local held = redis.call('HGET', P .. 'leased', id)
+  if not held then return end
+  redis.call('HDEL', P .. 'leased', id)
+  local f = split(held)
+  local host, state = f[2], f[4]
+  if state == 'L' then
+    free_slot(host)
+    redis.call('HINCRBY', P .. 'counts', 'in_flight', -1)
+  elseif state == 'D' then
+    redis.call('HINCRBY', P .. 'counts', 'done', -1)
+  else
+    redis.call('HINCRBY', P .. 'counts', 'failed', -1)
+  end
+  redis.call('HINCRBY', P .. 'counts', 'queued', 1)
+  redis.call('HINCRBY', P .. 'counts', 'reclaimed', 1)
+  enqueue(id, host, tonumber(f[3]))
+  schedule(host, now, limit)
+end
+
+local function exhausted()
+  return (tonumber(redis.call('HGET', P .. 'counts', 'queued')) or 0) <= 0
+    and redis.call('ZCARD', P .. 'leases') == 0
+    and redis.call('EXISTS', P .. 'seeding') == 0
+end
+
+-- Give back lease ID of WORKER: outcome D done, F failed (final now if FINAL is '1', else at
+-- the worker's next flush) or R retry (due in DELAY seconds, stored as DATA).
+-- -> 0 not held (it expired and was re-delivered), 1 given back, 2 and its host became ready
+local function release(worker, id, outcome, final, delay, data, now, limit)
+  local held = redis.call('HGET', P .. 'leased', id)
+  if not held then return 0 end
+  local f = split(held)
+  if f[1] ~= worker then return 0 end
+  if f[4] ~= 'L' then return f[4] == outcome and 1 or 0 end  -- sent twice: done already
+  local host, prio = f[2], f[3]
+  free_slot(host)
+  redis.call('HINCRBY', P .. 'counts', 'in_flight', -1)
+  if outcome == 'R' then
+    redis.call('ZREM', P .. 'leases', id)
+    redis.call('HDEL', P .. 'leased', id)
+    redis.call('HSET', P .. 'req', id, data)
+    redis.call('HINCRBY', P .. 'counts', 'queued', 1)
+    -- due at now + delay; queued behind its priority when a lease finds it due
+    local order = string.format('%015d', redis.call('INCR', P .. 'seq'))
+    local member = order .. '\t' .. id .. '\t' .. host .. '\t' .. prio
+    redis.call('ZADD', P .. 'retry', now + math.max(0, delay), member)
+  else
+    redis.call('HINCRBY', P .. 'counts', outcome == 'D' and 'done' or 'failed', 1)
+    if final == '1' then
+      redis.call('ZREM', P .. 'leases', id)
+      redis.call('HDEL', P .. 'leased', id)
+      redis.call('HDEL', P .. 'req', id)
+    else
+      local record = worker .. '\t' .. host .. '\t' .. prio .. '\t' .. outcome
+      redis.call('HSET', P .. 'leased', id, record)
+    end
+  end
+  if schedule(host, now, limit) == 1 or (outcome == 'R' and delay <= 0) then return 2 end
+  return 1
+end
+
+-- Releases in ARGV[first..], 4 per lease: id, outcome, delay, data.
+-- -> a code per release, then 1 if idle workers should look again (published to all)
+local function release_all(first, worker, final, now, limit)
+  local codes, wake = {}, 0
+  for i = first, #ARGV, 4 do
+    local code = release(worker, ARGV[i], ARGV[i + 1], final, tonumber(ARGV[i + 2]), ARGV[i + 3],
+      now, limit)
+    codes[#codes + 1] = code
+    if code == 2 then wake = 1 end
+  end
+  if #codes > 0 and (wake == 1 or exhausted()) then
+    wake = 1
+    redis.call('PUBLISH', P .. 'wake', 'release')
+  end
+  codes[#codes + 1] = wake
+  return codes
+end
+"""
+
+PUSH = (
+    _PRELUDE
+    + """
+-- ARGV: now, limit, then per request: fingerprint, dont_filter, host, priority, data
+-- -> 1/0 per request (queued / duplicate), then how many hosts became ready
+local now, limit = clock(ARGV[1]), tonumber(ARGV[2])
+local out, hosts, touched, added = {}, {}, {}, 0
+for i = 3, #ARGV, 5 do
+  local host = ARGV[i + 2]
+  if redis.call('SADD', P .. 'seen', ARGV[i]) == 1 or ARGV[i + 1] == '1' then
+    local id = redis.call('INCR', P .. 'seq')
+    redis.call('HSET', P .. 'req', id, ARGV[i + 4])
+    redis.call('ZADD', P .. 'q:' .. host, -tonumber(ARGV[i + 3]) * SPAN + id, id)
+    added = added + 1
+    if not touched[host] then
+      touched[host] = true
+      hosts[#hosts + 1] = host
+    end
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+if added > 0 then redis.call('HINCRBY', P .. 'counts', 'queued', added) end
+local ready = 0
+for _, host in ipairs(hosts) do ready = ready + schedule(host, now, limit) end
+if ready > 0 then redis.call('PUBLISH', P .. 'wake', 'push') end
+out[#out + 1] = ready
+return out
+"""
+)
+
+LEASE = (
+    _PRELUDE
+    + """
+-- ARGV: now, worker, lease_s, limit, delay_s, jitter factor, max moves per step, final,
+--       then releases of this worker to apply first (see release_all)
+-- -> {release codes, 1, id, data, host, hosts still ready}
+--    | {release codes, 2, seconds until something may be ready or ''}
+--    | {release codes, 0} when the crawl is exhausted
+local now, worker = clock(ARGV[1]), ARGV[2]
+local lease_s, limit, delay_s = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local jitter, moves = tonumber(ARGV[6]), tonumber(ARGV[7])
+local codes = release_all(9, worker, ARGV[8], now, limit)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, moves)) do
+  reclaim(id, now, limit)
+end
+local due = redis.call('ZRANGEBYSCORE', P .. 'retry', '-inf', now, 'LIMIT', 0, moves)
+for _, member in ipairs(due) do
+  redis.call('ZREM', P .. 'retry', member)
+  local f = split(member)
+  enqueue(f[2], f[3], tonumber(f[4]))
+  schedule(f[3], now, limit)
+end
+for _, host in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wait', '-inf', now, 'LIMIT', 0, moves)) do
+  schedule(host, now, limit)
+end
+while true do
+  local best = redis.call('ZRANGE', P .. 'ready', 0, 0)
+  if #best == 0 then break end
+  local host = best[1]
+  local top = redis.call('ZPOPMIN', P .. 'q:' .. host)
+  if #top == 0 then
+    redis.call('ZREM', P .. 'ready', host)
+  else
+    local id = top[1]
+    local prio = 0 - math.floor(tonumber(top[2]) / SPAN)
+    local data = redis.call('HGET', P .. 'req', id)
+    redis.call('HINCRBY', P .. 'counts', 'queued', -1)
+    if data then
+      redis.call('HINCRBY', P .. 'busy', host, 1)
+      redis.call('HINCRBY', P .. 'counts', 'in_flight', 1)
+      local d = tonumber(redis.call('HGET', P .. 'hdelay', host))
+        or tonumber(redis.call('HGET', P .. 'pdelay', host)) or delay_s
+      if d > 0 then redis.call('HSET', P .. 'next', host, now + d * jitter) end
+      schedule(host, now, limit)
+      redis.call('ZADD', P .. 'leases', now + lease_s, id)
+      redis.call('HSET', P .. 'leased', id, worker .. '\\t' .. host .. '\\t' .. prio .. '\\tL')
+      return {codes, 1, id, data, host, redis.call('ZCARD', P .. 'ready')}
+    end
+    redis.call('HINCRBY', P .. 'counts', 'failed', 1)  -- its data is gone: count it lost
+    schedule(host, now, limit)
+  end
+end
+if exhausted() then return {codes, 0} end
+local soonest = nil
+for _, key in ipairs({'wait', 'retry', 'leases'}) do
+  local first = redis.call('ZRANGE', P .. key, 0, 0, 'WITHSCORES')
+  if #first > 0 and (soonest == nil or tonumber(first[2]) < soonest) then
+    soonest = tonumber(first[2])
+  end
+end
+if soonest == nil then return {codes, 2, ''} end
+return {codes, 2, tostring(soonest - now)}
+"""
+)
+
+RELEASE = (
+    _PRELUDE
+    + """
+-- ARGV: now, worker, limit, final, then releases (see release_all) -> release_all's codes
+return release_all(5, ARGV[2], ARGV[4], clock(ARGV[1]), tonumber(ARGV[3]))
+"""
+)
+
+FINALIZE = (
+    _PRELUDE
+    + """
+-- ARGV: worker, ids acked or failed since the last flush -> 1 if the crawl is now exhausted
+local worker = ARGV[1]
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local held = redis.call('HGET', P .. 'leased', id)
+  if held then
+    local f = split(held)
+    if f[1] == worker and f[4] ~= 'L' then
+      redis.call('ZREM', P .. 'leases', id)
+      redis.call('HDEL', P .. 'leased', id)
+      redis.call('HDEL', P .. 'req', id)
+    end
+  end
+end
+if exhausted() then
+  redis.call('PUBLISH', P .. 'wake', 'exhausted')
+  return 1
+end
+return 0
+"""
+)
+
+ABANDON = (
+    _PRELUDE
+    + """
+-- ARGV: now, worker, limit, ids: this worker's leases go back to their queues now
+local now, worker, limit = clock(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local n = 0
+for i = 4, #ARGV do
+  local held = redis.call('HGET', P .. 'leased', ARGV[i])
+  if held and split(held)[1] == worker then
+    reclaim(ARGV[i], now, limit)
+    n = n + 1
+  end
+end
+if n > 0 then redis.call('PUBLISH', P .. 'wake', 'abandon') end
+return n
+"""
+)
+
+RENEW = (
+    _PRELUDE
+    + """
+-- ARGV: now, worker, lease_s, seeding ttl_ms (0: not seeding), ids
+-- -> ids no longer held by this worker
+local now, worker, lease_s = clock(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+redis.call('ZADD', P .. 'workers', now, worker)
+if ARGV[4] ~= '0' and redis.call('GET', P .. 'seeding') == worker then
+  redis.call('PEXPIRE', P .. 'seeding', ARGV[4])
+end
+local lost = {}
+for i = 5, #ARGV do
+  local held = redis.call('HGET', P .. 'leased', ARGV[i])
+  if held and split(held)[1] == worker then
+    redis.call('ZADD', P .. 'leases', 'XX', now + lease_s, ARGV[i])
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
+"""
+)
+
+HOLD = (
+    _PRELUDE
+    + """
+-- ARGV: now, limit, host, delay_s: start no request to host before now + delay_s
+local now, limit, host = clock(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local at = now + tonumber(ARGV[4])
+if at > (tonumber(redis.call('HGET', P .. 'next', host)) or 0) then
+  redis.call('HSET', P .. 'next', host, at)
+end
+schedule(host, now, limit)
+return 1
+"""
+)
+
+CLAIM_SEED = (
+    _PRELUDE
+    + """
+-- ARGV: now, worker, seeding ttl_ms -> 1 if this worker seeds the crawl
+if redis.call('SET', P .. 'seeded', ARGV[2], 'NX') then
+  redis.call('SET', P .. 'seeding', ARGV[2], 'PX', ARGV[3])
+  redis.call('HSET', P .. 'meta', 'started_at', clock(ARGV[1]))
+  return 1
+end
+return 0
+"""
+)
+
+SEED_DONE = (
+    _PRELUDE
+    + """
+-- ARGV: worker: the start requests are all pushed
+if redis.call('GET', P .. 'seeding') == ARGV[1] then redis.call('DEL', P .. 'seeding') end
+redis.call('PUBLISH', P .. 'wake', 'seeded')
+return 1
+"""
+)

@@ -1,0 +1,516 @@
+"""The Redis frontier against a real redis-server on a free port.
+
+The whole frontier contract (``test_frontier_contract.py``) runs here too, with
+the frontier scheduling on the test's ManualClock (``server_time=False``); then
+what only a shared frontier does: leases that expire and are re-delivered,
+heartbeats, seeding by the first process only, isolated jobs, Redis restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from click.testing import CliRunner
+from redis_peer import RedisServer, running_redis
+from test_frontier_contract import (
+    Make,
+    assert_waiting,
+    finish,
+    lease_now,
+    lease_nowait,
+    req,
+    take,
+    test_a_done_request_stays_seen,
+    test_a_late_high_priority_request_overtakes_a_long_queue,
+    test_a_retry_goes_behind_requests_of_its_priority,
+    test_add_seen_records_fingerprints_for_push,
+    test_close_wakes_waiters,
+    test_counts_follow_each_request,
+    test_dont_filter_requests_are_all_delivered_with_the_real_fingerprint,
+    test_download_delay_spaces_requests_to_one_host,
+    test_duplicates_are_refused_by_fingerprint,
+    test_exhausted_frontier_returns_none_and_wakes_waiters,
+    test_fifo_within_a_priority_across_hosts_and_pushes,
+    test_higher_priority_is_leased_first,
+    test_host_at_its_limit_is_skipped_while_another_host_is_served,
+    test_implements_the_protocol,
+    test_priority_is_global_across_hosts,
+    test_requests_pushed_while_waiting_wake_a_waiter,
+    test_retry_comes_back_after_its_delay_with_its_changes,
+    test_stop_wakes_waiters_and_refuses_further_leases,
+)
+
+from crawler import FrontierCounts, Lease, MemoryFrontier, PolitenessPolicy, Request
+from crawler.cli.status import status_command
+from crawler.errors import ConfigError
+from crawler.frontier.redis import RedisFrontier, read_status
+from crawler.testing import ManualClock
+
+CONTRACT = [
+    test_implements_the_protocol,
+    test_higher_priority_is_leased_first,
+    test_priority_is_global_across_hosts,
+    test_fifo_within_a_priority_across_hosts_and_pushes,
+    test_a_late_high_priority_request_overtakes_a_long_queue,
+    test_duplicates_are_refused_by_fingerprint,
+    test_a_done_request_stays_seen,
+    test_dont_filter_requests_are_all_delivered_with_the_real_fingerprint,
+    test_add_seen_records_fingerprints_for_push,
+    test_host_at_its_limit_is_skipped_while_another_host_is_served,
+    test_download_delay_spaces_requests_to_one_host,
+    test_retry_comes_back_after_its_delay_with_its_changes,
+    test_a_retry_goes_behind_requests_of_its_priority,
+    test_exhausted_frontier_returns_none_and_wakes_waiters,
+    test_requests_pushed_while_waiting_wake_a_waiter,
+    test_stop_wakes_waiters_and_refuses_further_leases,
+    test_close_wakes_waiters,
+    test_counts_follow_each_request,
+]
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+class Opener:
+    """Opens RedisFrontiers on one server (each a "process") and closes them after the test."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.opened: list[RedisFrontier] = []
+
+    async def __call__(self, job: str = "job", **kwargs: Any) -> RedisFrontier:
+        kwargs.setdefault("flush_interval_s", 0)
+        frontier = RedisFrontier(self.url, job=job, **kwargs)
+        await frontier.open()
+        self.opened.append(frontier)
+        return frontier
+
+    async def close(self) -> None:
+        for frontier in self.opened:
+            await frontier.close()
+
+
+@pytest.fixture
+async def opener(redis_server: RedisServer) -> AsyncIterator[Opener]:
+    """An Opener on the module's redis-server, emptied first."""
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await admin.flushall()
+    finally:
+        await admin.aclose()
+    opener = Opener(redis_server.url)
+    yield opener
+    await opener.close()
+
+
+@pytest.fixture(params=["final-at-once", "final-at-flush"])
+async def make(request: pytest.FixtureRequest, opener: Opener) -> Make:
+    """The contract's ``make``: a Redis frontier on a ManualClock (acks final at once, or
+    at a flush every 50 ms, which a waiting lease must sit out)."""
+    flush_s = 0.0 if request.param == "final-at-once" else 0.05
+
+    async def factory(per_host: int = 100, delay_s: float = 0.0) -> tuple[Any, ManualClock]:
+        clock = ManualClock()
+        frontier = await opener(
+            job=f"contract{len(opener.opened)}",
+            policy=PolitenessPolicy(per_host=per_host, delay_s=delay_s),
+            clock=clock,
+            server_time=False,
+            flush_interval_s=flush_s,
+        )
+        return frontier, clock
+
+    return factory
+
+
+for _test in CONTRACT:
+    globals()[_test.__name__] = _test
+
+
+async def test_many_workers_drain_every_request_once_within_host_limits(make: Make) -> None:
+    """The contract's test, but the more-work push happens once, at 50 *or more* leases:
+    Redis leases overlap in time, so no worker may see exactly 50."""
+    frontier, _ = await make(per_host=3)
+    hosts = [f"h{n}.test" for n in range(8)]
+    rng = random.Random(7)
+    pushed = [req(f"/{n}", rng.choice(hosts), priority=rng.randint(0, 3)) for n in range(400)]
+    await frontier.push(pushed[:200])
+    active: dict[str, int] = {}
+    seen: list[str] = []
+    peak = 0
+    more = [pushed[200:]]
+
+    async def worker() -> None:
+        nonlocal peak
+        while (lease := await frontier.lease()) is not None:
+            active[lease.host] = active.get(lease.host, 0) + 1
+            peak = max(peak, active[lease.host])
+            seen.append(lease.request.url)
+            await asyncio.sleep(0)
+            if len(seen) >= 50 and more:
+                await frontier.push(more.pop())  # a callback yields more work
+            active[lease.host] -= 1
+            await frontier.ack(lease)
+
+    async with asyncio.timeout(20):
+        await asyncio.gather(*(worker() for _ in range(20)))
+    assert sorted(seen) == sorted(r.url for r in pushed)
+    assert peak == 3
+    assert await frontier.counts() == FrontierCounts(0, 0, 400, 0)
+
+
+# -- the same leases as the memory frontier --------------------------------------------
+
+
+async def assert_redis_waits(frontier: RedisFrontier) -> None:
+    """Start a lease, let it reach Redis and park as a waiter, then cancel it."""
+    task = asyncio.create_task(frontier.lease())
+    for _ in range(5000):
+        if task.done() or frontier._waiters:
+            break
+        await asyncio.sleep(0.001)
+    assert not task.done(), f"redis leased {task.result()!r} where memory waits"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_same_lease_order_as_the_memory_frontier(opener: Opener) -> None:
+    """Random pushes, leases, acks, fails, retries, holds and clock steps: the Redis
+    frontier hands out the same requests in the same order as the memory frontier."""
+    rng = random.Random(5)
+    policy = PolitenessPolicy(per_host=2, delay_s=0.5)
+    memory_clock, redis_clock = ManualClock(), ManualClock()
+    memory = MemoryFrontier(policy, memory_clock)
+    shared = await opener(policy=policy, clock=redis_clock, server_time=False)
+    hosts = [f"h{n}.test" for n in range(5)]
+    held: list[tuple[Lease, Lease]] = []
+    for step in range(700):
+        action = rng.random()
+        if action < 0.25:
+            batch = [
+                req(f"/{rng.randint(0, 300)}", rng.choice(hosts), priority=rng.randint(-1, 2))
+                for _ in range(rng.randint(1, 5))
+            ]
+            assert await memory.push(batch) == await shared.push(batch), step
+        elif action < 0.6:
+            waits, expected = lease_nowait(memory)
+            if waits:
+                await assert_redis_waits(shared)
+                continue
+            got = await asyncio.wait_for(shared.lease(), 5)
+            if expected is None:
+                assert got is None, step
+                continue
+            assert got is not None and got.request.url == expected.request.url, step
+            held.append((expected, got))
+        elif action < 0.85 and held:
+            pair = held.pop(rng.randrange(len(held)))
+            choice = rng.random()
+            if choice < 0.6:
+                await memory.ack(pair[0])
+                await shared.ack(pair[1])
+            elif choice < 0.75:
+                await memory.fail(pair[0], "x")
+                await shared.fail(pair[1], "x")
+            else:
+                delay = rng.choice([0.0, 0.3, 2.0])
+                await memory.retry(pair[0], delay)
+                await shared.retry(pair[1], delay)
+        elif action < 0.9:
+            host, hold_s = rng.choice(hosts), rng.choice([0.2, 1.0])
+            await memory.hold_host(host, hold_s)
+            await shared.hold_host(host, hold_s)
+        else:
+            step_s = rng.choice([0.1, 0.5, 1.0])
+            await memory_clock.advance(step_s)
+            await redis_clock.advance(step_s)
+        assert await memory.counts() == await shared.counts(), step
+
+
+# -- leases across processes ------------------------------------------------------------
+
+
+async def test_an_expired_lease_is_re_delivered_and_a_late_ack_does_not_count(
+    opener: Opener,
+) -> None:
+    clock = ManualClock()
+    dead = await opener(clock=clock, server_time=False, lease_timeout_s=30)
+    alive = await opener(clock=clock, server_time=False, lease_timeout_s=30)
+    await dead.push([req("/1")])
+    lost = await lease_now(dead)
+    assert lost is not None
+    waiting = asyncio.create_task(alive.lease())
+    await assert_waiting(waiting)  # /1 is leased, not lost: nothing to take yet
+    await clock.advance(29)
+    await assert_waiting(waiting)
+    await clock.advance(2)  # the dead process never renewed its lease
+    again = await finish(waiting)
+    assert again.request.url == "http://a.test/1"
+    assert await alive.counts() == FrontierCounts(queued=0, in_flight=1, done=0, failed=0)
+    await dead.ack(lost)  # too late: the request now belongs to the other worker
+    assert await alive.counts() == FrontierCounts(queued=0, in_flight=1, done=0, failed=0)
+    await alive.ack(again)
+    assert await alive.counts() == FrontierCounts(queued=0, in_flight=0, done=1, failed=0)
+    assert await lease_now(alive) is None
+    assert (await read_status(opener.url, "job")).reclaimed == 1
+
+
+async def test_an_acked_request_not_yet_flushed_is_re_delivered_if_its_worker_dies(
+    opener: Opener,
+) -> None:
+    """Until the engine flushes (items written), an ack can still be undone by a crash."""
+    clock = ManualClock()
+    dead = await opener(clock=clock, server_time=False, lease_timeout_s=30, flush_interval_s=1e9)
+    alive = await opener(clock=clock, server_time=False, lease_timeout_s=30)
+    await dead.push([req("/1")])
+    lease = await lease_now(dead)
+    assert lease is not None
+    await dead.ack(lease)
+    assert await dead.counts() == FrontierCounts(queued=0, in_flight=0, done=1, failed=0)
+    waiting = asyncio.create_task(alive.lease())
+    await assert_waiting(waiting)  # done, but not final: the crawl is not over
+    await clock.advance(31)
+    assert (await finish(waiting)).request.url == "http://a.test/1"
+    assert await alive.counts() == FrontierCounts(queued=0, in_flight=1, done=0, failed=0)
+
+
+async def test_flush_makes_acks_final_and_ends_the_crawl(opener: Opener) -> None:
+    frontier = await opener(flush_interval_s=1e9)
+    await frontier.push([req("/1")])
+    lease = await lease_now(frontier)
+    assert lease is not None
+    await frontier.ack(lease)
+    waiting = asyncio.create_task(frontier.lease())
+    await assert_waiting(waiting)
+    await frontier.flush()
+    assert await finish(waiting) is None
+
+
+async def test_the_heartbeat_keeps_a_slow_request_leased(opener: Opener) -> None:
+    slow = await opener(lease_timeout_s=0.3)
+    other = await opener(lease_timeout_s=0.3)
+    await slow.push([req("/slow")])
+    lease = await lease_now(slow)
+    assert lease is not None
+    waiting = asyncio.create_task(other.lease())
+    await asyncio.sleep(1.0)  # three lease timeouts: only the heartbeat keeps it
+    assert not waiting.done()
+    await slow.ack(lease)
+    assert await finish(waiting) is None
+    assert (await read_status(opener.url, "job")).reclaimed == 0
+
+
+async def test_a_closing_worker_gives_its_leases_back_at_once(opener: Opener) -> None:
+    leaving = await opener(lease_timeout_s=60)
+    staying = await opener(lease_timeout_s=60)
+    await leaving.push([req("/1")])
+    assert await lease_now(leaving) is not None
+    waiting = asyncio.create_task(staying.lease())
+    await assert_waiting(waiting)
+    await leaving.close()
+    assert (await finish(waiting)).request.url == "http://a.test/1"
+
+
+async def test_politeness_is_shared_by_every_process(opener: Opener) -> None:
+    """CONCURRENCY_PER_HOST and DOWNLOAD_DELAY count for the cluster, on Redis time."""
+    policy = PolitenessPolicy(per_host=1, delay_s=0.3)
+    one, two = await opener(policy=policy), await opener(policy=policy)
+    await one.push([req("/1"), req("/2"), req("/3")])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    first = await lease_now(one)
+    assert first is not None
+    waiting = asyncio.create_task(two.lease())
+    await assert_waiting(waiting)  # a.test has its one request in flight (in another process)
+    await one.ack(first)
+    second = await finish(waiting)
+    assert second.request.url == "http://a.test/2"
+    assert loop.time() - started >= 0.29  # the delay, across processes
+
+
+async def test_host_delays_and_holds_apply_to_every_process(opener: Opener) -> None:
+    """HOST_DELAYS (the policy), set_host_delay and hold_host from one process bind all."""
+    policy = PolitenessPolicy(host_delays={"c.test": 0.4})
+    one, two = await opener(policy=policy), await opener(policy=policy)
+    await one.set_host_delay("a.test", 0.4)
+    await two.push([req("/1"), req("/2"), req("/1", "b.test")])
+    await two.push([req("/1", "c.test"), req("/2", "c.test")])
+    await two.hold_host("b.test", 0.4)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    early, late = set(), set()
+    for _ in range(5):
+        lease = await asyncio.wait_for(one.lease(), 5)
+        assert lease is not None
+        (late if loop.time() - started >= 0.35 else early).add(lease.request.url)
+        await one.ack(lease)
+    assert early == {"http://a.test/1", "http://c.test/1"}
+    assert late == {"http://a.test/2", "http://b.test/1", "http://c.test/2"}
+
+
+# -- seeding, jobs, stats -----------------------------------------------------------------
+
+
+async def test_only_the_first_process_seeds_and_others_wait_for_it(opener: Opener) -> None:
+    seeder, joiner = await opener(), await opener()
+    assert await seeder.claim_seed() is True
+    assert await joiner.claim_seed() is False
+    waiting = asyncio.create_task(joiner.lease())
+    await assert_waiting(waiting)  # empty, but the seeder is still pushing
+    await seeder.push([req("/start")])
+    lease = await finish(waiting)
+    assert lease.request.url == "http://a.test/start"
+    await joiner.ack(lease)
+    waiting = asyncio.create_task(joiner.lease())
+    await assert_waiting(waiting)
+    await seeder.seed_done()
+    assert await finish(waiting) is None
+    late = await opener()
+    assert await late.claim_seed() is False  # the job was seeded: never again
+    assert await lease_now(late) is None
+
+
+async def test_a_seeder_that_dies_stops_blocking_the_end_of_the_crawl(opener: Opener) -> None:
+    seeder = await opener(lease_timeout_s=0.3)
+    other = await opener(lease_timeout_s=0.3)
+    assert await seeder.claim_seed() is True
+    for task in seeder._tasks:  # the seeder hangs: no more heartbeats
+        task.cancel()
+    waiting = asyncio.create_task(other.lease())
+    assert await asyncio.wait_for(waiting, 5) is None  # the seeding mark expired
+
+
+async def test_two_jobs_on_one_redis_are_isolated(opener: Opener) -> None:
+    books, films = await opener(job="books"), await opener(job="films")
+    assert await books.push([req("/1"), req("/2")]) == [True, True]
+    assert await films.push([req("/1")]) == [True]  # its own fingerprint set
+    assert await films.claim_seed() is True and await books.claim_seed() is True
+    await films.seed_done()
+    await books.seed_done()
+    lease = await lease_now(films)
+    assert lease is not None and lease.request.url == "http://a.test/1"
+    await films.ack(lease)
+    assert await lease_now(films) is None  # films is done while books is not
+    assert await books.counts() == FrontierCounts(queued=2, in_flight=0, done=0, failed=0)
+    assert await films.counts() == FrontierCounts(queued=0, in_flight=0, done=1, failed=0)
+    await books.reset()
+    assert await books.counts() == FrontierCounts(0, 0, 0, 0)
+    assert await films.counts() == FrontierCounts(0, 0, 1, 0)
+
+
+async def test_stored_requests_keep_callbacks_meta_and_bodies(opener: Opener) -> None:
+    class Spider:
+        def parse_item(self, response: Any) -> None: ...
+
+    spider = Spider()
+    writer = await opener(spider=spider)
+    reader = await opener(spider=spider)
+    sent = Request(
+        "http://a.test/form",
+        method="POST",
+        data={"q": "x"},
+        meta={"depth_seen": [1, 2]},
+        callback=spider.parse_item,
+        headers={"X-A": "1"},
+    )
+    await writer.push([sent])
+    lease = await lease_now(reader)
+    assert lease is not None
+    got = lease.request
+    assert (got.method, got.data, got.meta, got.callback) == (
+        "POST",
+        {"q": "x"},
+        {"depth_seen": [1, 2]},
+        spider.parse_item,
+    )
+
+
+async def test_publish_stats_sums_processes_and_status_shows_the_cluster(
+    opener: Opener,
+) -> None:
+    one, two = await opener(), await opener()
+    assert await one.claim_seed()
+    await one.push([req("/1"), req("/2"), req("/3")])
+    await one.seed_done()
+    lease = await lease_now(two)
+    assert lease is not None
+    await one.publish_stats({"pages": 3, "items": 5})
+    await one.publish_stats({"pages": 4, "items": 5})  # running totals: only +1 page is sent
+    await two.publish_stats({"pages": 2, "failures/timeout": 1})
+    status = await read_status(opener.url, "job")
+    assert status.stats == {"pages": 6, "items": 5, "failures/timeout": 1}
+    assert (status.state, status.queued, status.in_flight, len(status.workers_alive)) == (
+        "running",
+        2,
+        1,
+        2,
+    )
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        status_command,
+        ["--frontier", opener.url, "--job", "job", "--sample", "0"],
+    )
+    assert result.exit_code == 0, result.output
+    for expected in ("running", "queued", "2", "in flight", "workers", "2 alive", "pages"):
+        assert expected in result.output
+
+
+async def test_status_of_an_unknown_job_or_an_unreachable_redis(
+    opener: Opener, refused_port: int
+) -> None:
+    result = await asyncio.to_thread(
+        CliRunner().invoke, status_command, ["--frontier", opener.url, "--job", "nope"]
+    )
+    assert result.exit_code == 2
+    assert "no crawl named 'nope'" in result.output
+    with pytest.raises(ConfigError, match="cannot read job"):
+        await read_status(f"redis://127.0.0.1:{refused_port}/0", "job")
+
+
+# -- a Redis that goes away ---------------------------------------------------------------
+
+
+async def test_workers_ride_out_a_dropped_connection(opener: Opener) -> None:
+    frontier = await opener()
+    await frontier.push([req("/1"), req("/2")])
+    admin = aioredis.Redis.from_url(opener.url)
+    try:
+        await admin.client_kill_filter(_type="normal", skipme=True)
+    finally:
+        await admin.aclose()
+    assert await take(frontier, 2) == ["http://a.test/1", "http://a.test/2"]
+
+
+async def test_nothing_is_lost_when_a_persistent_redis_restarts(tmp_path: Path) -> None:
+    async with RedisServer(tmp_path / "aof", persist=True) as server:
+        frontier = RedisFrontier(server.url, job="job", flush_interval_s=0)
+        await frontier.open()
+        try:
+            await frontier.push([req(f"/{n}") for n in range(3)])
+            first = await lease_now(frontier)
+            assert first is not None
+            await server.stop()
+            pending = asyncio.create_task(frontier.lease())  # retries while Redis is down
+            await asyncio.sleep(0.3)
+            assert not pending.done()
+            await server.start()
+            second = await finish(pending)
+            assert second.request.url == "http://a.test/1"
+            await frontier.ack(first)
+            await frontier.ack(second)
+            third = await lease_now(frontier)
+            assert third is not None and third.request.url == "http://a.test/2"
+            await frontier.ack(third)
+            assert await lease_now(frontier) is None
+        finally:
+            await frontier.close()
