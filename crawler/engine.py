@@ -85,6 +85,8 @@ class Crawler:
             self.state = CrawlState(
                 Path(self.settings.STATE_DIR), self.settings.CHECKPOINT_INTERVAL, restart
             )
+        if self.settings.STATE_DIR or self.settings.FRONTIER_URL:
+            # A persistent or shared frontier: acks become final at checkpoints, after items.
             self._gate = AckGate(self.frontier)
             self.frontier = self._gate
         self.pipelines = PipelineChain([*self.settings.PIPELINES, *pipelines])
@@ -259,6 +261,16 @@ class Crawler:
             logger.info("[%s] crawl %s", self.spider.name, reason)
 
     async def _checkpoint(self, status: str = "running") -> None:
+        gate = self._gate
+        if gate is not None and self.state is None:
+            # A shared frontier (no state folder): items first, then acks, as CrawlState does.
+            gate.close_gate()
+            try:
+                await self.pipelines.flush(self.spider)
+                await gate.inner.flush()
+            finally:
+                gate.open_gate()
+            return
         if self.state is None or self._gate is None or self._sessions is None:
             return
         await self.state.checkpoint(
@@ -271,7 +283,7 @@ class Crawler:
         )
 
     async def _final_checkpoint(self) -> None:
-        if self.state is None:
+        if self._gate is None:
             return
         reason = self._finish_reason or self.stats.values.get("finish_reason") or "finished"
         status = "finished" if reason == "finished" else "interrupted"
@@ -318,7 +330,7 @@ class Crawler:
         background = []
         if self.settings.PROGRESS_INTERVAL:
             background.append(asyncio.create_task(self._report_progress()))
-        if self.state is not None:
+        if self._gate is not None:
             background.append(asyncio.create_task(self._checkpoint_loop()))
         publish = getattr(self.frontier, "publish_stats", None)  # a shared frontier's stats
         if publish is not None:

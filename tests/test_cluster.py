@@ -36,15 +36,6 @@ PER_HOST = 2
 WORKER_CONCURRENCY = 4
 GUARD_S = 30.0  # only trips when something hangs
 
-# Known bug (issue 6 stays open): under load a worker process sometimes does not exit after
-# the crawl ends (redis-py can swallow the cancellation of a background loop at close), so
-# these multi-process tests would fail CI on a hang guard. Run them with CRAWLER_CLUSTER_TESTS=1.
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("CRAWLER_CLUSTER_TESTS"),
-    reason="multi-process cluster tests: a worker can hang at exit (issue 6, open);"
-    " set CRAWLER_CLUSTER_TESTS=1 to run them",
-)
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SPIDER = """
@@ -70,6 +61,7 @@ class Site:
     all_in: asyncio.Event = field(default_factory=asyncio.Event)
     fetched_by: dict[str, list[str]] = field(default_factory=dict)  # host/path -> user agents
     fetches: int = 0
+    page_delay_s: float = 0.01  # how long the server takes per page
     trap_after: int | None = None  # the request after this many is held until ``killed``
     trapped: asyncio.Event = field(default_factory=asyncio.Event)
     killed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -106,7 +98,7 @@ def _page(site_ref: list[Site], host: str, n: int) -> Handler:
             site.victims.append(agent)  # mid-crawl: this worker is killed while it waits here
             site.trapped.set()
             await site.killed.wait()
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(site.page_delay_s)
         port = site.server.port
         body = html_page(f"{host} {n}", [link.replace("{port}", str(port)) for link in links])
         return web.Response(text=body, content_type="text/html")
@@ -144,40 +136,70 @@ class Worker:
         return [orjson.loads(line)["url"] for line in lines[:-1] if line]  # whole lines only
 
 
-async def start_workers(
-    tmp_path: Path, site: Site, redis: RedisServer, job: str, count: int
-) -> list[Worker]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    spider = tmp_path / "cluster_spider.py"
-    spider.write_text(SPIDER)
-    resolve = orjson.dumps(site.server.resolve_map()).decode()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    workers = []
-    for n in range(count):
-        name = f"worker-{job}-{n}"
-        output, log = tmp_path / f"{name}.jsonl", tmp_path / f"{name}.log"
-        args = [
-            *("-m", "crawler", "run", str(spider), "-o", str(output)),
-            *("-a", "start_urls=" + ",".join(site.start_urls())),
-            *("-s", f"FRONTIER_URL={redis.url}", "-s", f"JOB={job}", "-s", f"RESOLVE={resolve}"),
-            *("-s", "PROGRESS_INTERVAL=0", "-s", "ROBOTSTXT_OBEY=false", "-s", "RETRY_TIMES=0"),
-            *("-s", f"CONCURRENCY={WORKER_CONCURRENCY}", "-s", f"CONCURRENCY_PER_HOST={PER_HOST}"),
-            *("-s", "LEASE_TIMEOUT=1", "-s", "CHECKPOINT_INTERVAL=0.05"),
-            *("-s", f"USER_AGENT={name}"),
-        ]
-        with log.open("wb") as stderr:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, *args, cwd=tmp_path, env=env, stdout=stderr, stderr=stderr
-            )
-        workers.append(Worker(name, process, output, log))
-    return workers
+class Cluster:
+    """Starts ``crawl run`` worker processes on the site and the Redis; kills any left over."""
+
+    def __init__(self, folder: Path, site: Site, redis: RedisServer) -> None:
+        self.folder = folder
+        self.site = site
+        self.redis = redis
+        self.started: list[Worker] = []
+
+    async def start(self, job: str, count: int) -> list[Worker]:
+        folder = self.folder / job
+        folder.mkdir(parents=True, exist_ok=True)
+        spider = folder / "cluster_spider.py"
+        spider.write_text(SPIDER)
+        resolve = orjson.dumps(self.site.server.resolve_map()).decode()
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        workers = []
+        for n in range(count):
+            name = f"worker-{job}-{n}"
+            output, log = folder / f"{name}.jsonl", folder / f"{name}.log"
+            args = [
+                *("-m", "crawler", "run", str(spider), "-o", str(output)),
+                *("-a", "start_urls=" + ",".join(self.site.start_urls())),
+                *("-s", f"FRONTIER_URL={self.redis.url}", "-s", f"JOB={job}"),
+                *("-s", f"RESOLVE={resolve}", "-s", "PROGRESS_INTERVAL=0"),
+                *("-s", "ROBOTSTXT_OBEY=false", "-s", "RETRY_TIMES=0"),
+                *("-s", f"CONCURRENCY={WORKER_CONCURRENCY}"),
+                *("-s", f"CONCURRENCY_PER_HOST={PER_HOST}"),
+                *("-s", "LEASE_TIMEOUT=1", "-s", "CHECKPOINT_INTERVAL=0.05"),
+                *("-s", f"USER_AGENT={name}"),
+            ]
+            with log.open("wb") as stderr:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, *args, cwd=folder, env=env, stdout=stderr, stderr=stderr
+                )
+            workers.append(Worker(name, process, output, log))
+        self.started += workers
+        return workers
+
+    async def finish(self, workers: list[Worker]) -> None:
+        """Wait for every worker to exit 0."""
+        try:
+            async with asyncio.timeout(GUARD_S):
+                for worker in workers:
+                    code = await worker.process.wait()
+                    log = worker.log.read_text()[-3000:]
+                    assert code == 0, f"{worker.name} exited {code}:\n{log}"
+        except TimeoutError:
+            running = [w for w in workers if w.process.returncode is None]
+            logs = "\n".join(f"{w.name}:\n{w.log.read_text()[-2000:]}" for w in running)
+            raise AssertionError(f"workers still running after {GUARD_S}s:\n{logs}") from None
+
+    async def kill_leftovers(self) -> None:
+        for worker in self.started:
+            if worker.process.returncode is None:
+                worker.process.kill()
+                await worker.process.wait()
 
 
-async def finish(workers: list[Worker]) -> None:
-    async with asyncio.timeout(GUARD_S):
-        for worker in workers:
-            code = await worker.process.wait()
-            assert code == 0, f"{worker.name} exited {code}:\n{worker.log.read_text()[-3000:]}"
+@pytest.fixture
+async def cluster(tmp_path: Path, site: Site, redis_server: RedisServer) -> AsyncIterator[Cluster]:
+    cluster = Cluster(tmp_path, site, redis_server)
+    yield cluster
+    await cluster.kill_leftovers()
 
 
 def assert_polite(site: Site) -> None:
@@ -190,11 +212,11 @@ def assert_polite(site: Site) -> None:
 
 @pytest.mark.parametrize("site", [2, 3], indirect=True, ids=["2-workers", "3-workers"])
 async def test_workers_share_one_crawl_exactly(
-    tmp_path: Path, site: Site, redis_server: RedisServer
+    site: Site, cluster: Cluster, redis_server: RedisServer
 ) -> None:
     job = f"share{site.workers}"
-    workers = await start_workers(tmp_path, site, redis_server, job, site.workers)
-    await finish(workers)
+    workers = await cluster.start(job, site.workers)
+    await cluster.finish(workers)
     items = [url for worker in workers for url in worker.items()]
     assert sorted(items) == sorted(site.urls())  # every page once, over all outputs
     assert Counter(site.server.paths_seen()).most_common(1)[0][1] == 1  # fetched once each
@@ -213,10 +235,13 @@ async def test_workers_share_one_crawl_exactly(
 
 
 async def test_a_killed_worker_s_requests_are_fetched_by_the_others(
-    tmp_path: Path, site: Site, redis_server: RedisServer
+    site: Site, cluster: Cluster, redis_server: RedisServer
 ) -> None:
+    # Slow pages: the victim works for seconds (several checkpoints) before it is killed,
+    # so pages it finished long before the kill must have their items in its output.
+    site.page_delay_s = 0.2
     site.trap_after = 100
-    workers = await start_workers(tmp_path, site, redis_server, "kill", 3)
+    workers = await cluster.start("kill", 3)
     async with asyncio.timeout(GUARD_S):
         await site.trapped.wait()
     victim = next(worker for worker in workers if worker.name == site.victims[0])
@@ -224,7 +249,7 @@ async def test_a_killed_worker_s_requests_are_fetched_by_the_others(
     assert await victim.process.wait() == -signal.SIGKILL
     site.killed.set()
     survivors = [worker for worker in workers if worker is not victim]
-    await finish(survivors)
+    await cluster.finish(survivors)
 
     pages = {url.split("//")[1].replace(f":{site.server.port}", "") for url in site.urls()}
     assert set(site.fetched_by) == pages  # no page missing
@@ -242,12 +267,12 @@ async def test_a_killed_worker_s_requests_are_fetched_by_the_others(
 
 
 async def test_two_jobs_on_one_redis_do_not_mix(
-    tmp_path: Path, site: Site, redis_server: RedisServer
+    site: Site, cluster: Cluster, redis_server: RedisServer
 ) -> None:
     site.workers = 2
-    first = await start_workers(tmp_path / "a", site, redis_server, "iso-a", 1)
-    second = await start_workers(tmp_path / "b", site, redis_server, "iso-b", 1)
-    await finish(first + second)
+    first = await cluster.start("iso-a", 1)
+    second = await cluster.start("iso-b", 1)
+    await cluster.finish(first + second)
     for worker in first + second:  # each job crawls the whole site by itself
         assert sorted(worker.items()) == sorted(site.urls())
     assert Counter(Counter(site.server.paths_seen()).values()) == {2: len(site.urls())}

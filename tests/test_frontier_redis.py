@@ -348,7 +348,8 @@ async def test_host_delays_and_holds_apply_to_every_process(opener: Opener) -> N
     await two.hold_host("b.test", 0.4)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    early, late = set(), set()
+    early: set[str] = set()
+    late: set[str] = set()
     for _ in range(5):
         lease = await asyncio.wait_for(one.lease(), 5)
         assert lease is not None
@@ -384,8 +385,7 @@ async def test_a_seeder_that_dies_stops_blocking_the_end_of_the_crawl(opener: Op
     seeder = await opener(lease_timeout_s=0.3)
     other = await opener(lease_timeout_s=0.3)
     assert await seeder.claim_seed() is True
-    for task in seeder._tasks:  # the seeder hangs: no more heartbeats
-        task.cancel()
+    seeder._closing.set()  # the seeder hangs: no more heartbeats
     waiting = asyncio.create_task(other.lease())
     assert await asyncio.wait_for(waiting, 5) is None  # the seeding mark expired
 

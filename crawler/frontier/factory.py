@@ -33,6 +33,7 @@ def make_frontier(
             clock=clock,
             spider=spider,
             lease_timeout_s=settings.LEASE_TIMEOUT,
+            flush_interval_s=math.inf,  # acks become final at the engine's checkpoints
         )
     if settings.STATE_DIR:
         from .sqlite import SqliteFrontier

@@ -26,7 +26,7 @@ Idle workers wait on a local future, woken by this process's own pushes and
 acks, by a pub/sub message from other processes, by a timer for the next due
 delay/retry/deadline, and by a back-off poll (50 ms to 0.5 s) in case a message
 was missed. Redis calls are retried through lost connections (see :mod:`.redis_link`):
-a request is lost only if Redis loses it (see docs/scaling-out.md for persistence).
+a request is lost only if Redis loses it (README, "Scaling out": persistence settings).
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ class RedisFrontier:
         self._published: dict[str, int] = {}
         self._seeding = False
         self._stopped = False
+        self._closing = asyncio.Event()  # ends the background tasks (see _pause)
         self._tasks: list[asyncio.Task[None]] = []
         self._waiters = LeaseWaiters(self.clock)
         self._poll: asyncio.TimerHandle | None = None
@@ -127,6 +128,7 @@ class RedisFrontier:
         link.open()
         client = link.client
         self._stopped = False
+        self._closing = asyncio.Event()
         try:
             meta, timeout = link.key("meta"), self.lease_timeout_s
             await link.do(lambda: client.hset(meta, "lease_timeout_s", timeout), _CONNECT_GIVE_UP_S)
@@ -142,7 +144,7 @@ class RedisFrontier:
         self._tasks = [
             asyncio.create_task(self._heartbeat(), name=f"heartbeat {self.job}"),
             asyncio.create_task(
-                link.listen(self._wake_one, lambda: not self._stopped),
+                link.listen(self._wake_one, lambda: not self._closing.is_set()),
                 name=f"wake-ups {self.job}",
             ),
         ]
@@ -159,6 +161,7 @@ class RedisFrontier:
         if self._poll is not None:
             self._poll.cancel()
             self._poll = None
+        self._closing.set()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -411,9 +414,18 @@ class RedisFrontier:
 
     # -- background tasks ---------------------------------------------------------------
 
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep ``seconds``; True (at once) when closing. The background loops end on this,
+        not only on cancellation: redis-py can swallow a cancellation that hits a command."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_timeout_s / 3)
+        while not await self._pause(self.lease_timeout_s / 3):
             try:
                 await self._renew()
             except CrawlerError:
@@ -433,8 +445,7 @@ class RedisFrontier:
             )
 
     async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval_s)
+        while not await self._pause(self.flush_interval_s):
             try:
                 await self._releases.finalize()
             except CrawlerError:

@@ -79,7 +79,7 @@ class RedisLink:
     def client(self) -> aioredis.Redis:
         """The redis-py client; CrawlerError when the link is closed."""
         if self._client is None:
-            raise CrawlerError(f"the Redis frontier (job {self.job}) is not open: open() it first")
+            raise self._closed()
         return self._client
 
     @property
@@ -96,6 +96,7 @@ class RedisLink:
     async def close(self) -> None:
         """Disconnect."""
         client, self._client = self._client, None
+        self._scripts = {}
         if client is not None:
             await client.aclose()
 
@@ -105,8 +106,9 @@ class RedisLink:
 
     async def script(self, name: str, args: list[Any], give_up_s: float | None = None) -> Any:
         """Run the Lua script ``name`` of :mod:`.redis_scripts` on the job's keys."""
+        if self._client is None:
+            raise self._closed()
         script = self._scripts[name]
-        self.client  # noqa: B018 - fail fast with a clear error when closed
         return await self.do(lambda: script(keys=self.keys, args=args), give_up_s)
 
     async def do(self, call: Callable[[], Awaitable[T]], give_up_s: float | None = None) -> T:
@@ -180,6 +182,9 @@ class RedisLink:
                 await client.unlink(*batch)
 
         await self.do(delete_all)
+
+    def _closed(self) -> CrawlerError:
+        return CrawlerError(f"the Redis frontier (job {self.job}) is not open: open() it first")
 
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
