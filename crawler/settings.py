@@ -100,8 +100,33 @@ class Settings:
     REQUEST_TIMEOUT: float = _setting(
         30.0, "Seconds allowed for one request, redirects and body included.", minimum=0.001
     )
+    READ_TIMEOUT: float = _setting(
+        20.0,
+        "Seconds without a byte from the server before a request fails (a dead keep-alive"
+        " connection or a stalled body); REQUEST_TIMEOUT still bounds the whole exchange.",
+        minimum=0.001,
+    )
     MAX_RESPONSE_SIZE: int = _setting(
-        16 * 1024 * 1024, "Largest accepted response body in bytes (0 = unlimited).", minimum=0
+        16 * 1024 * 1024,
+        "Largest accepted response body in bytes after decoding gzip/deflate/br/zstd"
+        " (0 = unlimited); a larger one fails as failures/too_large.",
+        minimum=0,
+    )
+    MAX_LINKS_PER_RESPONSE: int = _setting(
+        100_000,
+        "Most links response.follow_all() turns into requests for one response; the rest are"
+        " counted as links_dropped/too_many (0 = unlimited).",
+        minimum=0,
+    )
+    BLOCK_PRIVATE_NETWORKS: bool = _setting(
+        True,
+        "Refuse to connect to loopback, private, link-local, unspecified and multicast"
+        " addresses, except those the start requests resolve to and ALLOWED_NETWORKS.",
+    )
+    ALLOWED_NETWORKS: list[str] = _setting(
+        [],
+        "Networks (CIDR, e.g. 10.0.0.0/8 or 127.0.0.2/32) the crawl may connect to although"
+        " BLOCK_PRIVATE_NETWORKS would refuse them.",
     )
     MAX_REDIRECTS: int = _setting(10, "Longest redirect chain followed.", minimum=0)
     COOKIE_JAR: str = _setting(
@@ -377,7 +402,17 @@ def _check_resolve(mapping: dict[str, str]) -> None:
             ) from None
 
 
-_CHECKS = {"RESOLVE": _check_resolve}
+def _check_networks(networks: list[str]) -> None:
+    for network in networks:
+        try:
+            ipaddress.ip_network(str(network), strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{network!r} is not a network (expected CIDR such as 10.0.0.0/8 or 127.0.0.2/32)"
+            ) from None
+
+
+_CHECKS = {"RESOLVE": _check_resolve, "ALLOWED_NETWORKS": _check_networks}
 
 _CONVERTERS = {
     "int": _to_int,
