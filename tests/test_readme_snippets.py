@@ -221,10 +221,16 @@ SETTINGS_GROUPS: dict[str, tuple[str, ...]] = {
         "DOMAIN_COOKIES",
         "COOKIE_JAR",
         "REQUEST_TIMEOUT",
-        "MAX_RESPONSE_SIZE",
         "MAX_REDIRECTS",
         "TRACE_CONFIGS",
         "MAX_SESSIONS",
+    ),
+    "Safety limits (see [Safety limits](#safety-limits))": (
+        "READ_TIMEOUT",
+        "MAX_RESPONSE_SIZE",
+        "MAX_LINKS_PER_RESPONSE",
+        "BLOCK_PRIVATE_NETWORKS",
+        "ALLOWED_NETWORKS",
     ),
     "Connections and DNS": (
         "RESOLVE",
