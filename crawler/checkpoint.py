@@ -12,18 +12,18 @@ seconds of work), and loses nothing.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .frontier.base import Frontier, FrontierCounts, Lease
+from .loglines import get_logger
 from .request import Request
 from .storage import StateStore, load_jar
 
 __all__ = ["AckGate", "CrawlState"]
 
-logger = logging.getLogger("crawler.checkpoint")
+logger = get_logger("crawler.checkpoint")
 
 
 class AckGate:

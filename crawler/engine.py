@@ -4,7 +4,6 @@ downloader and pipelines, runs the workers and shuts everything down."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from .downloader.rotation import BanRules, ProxyPool, load_proxy_list
 from .frontier.base import Frontier, PolitenessPolicy
 from .frontier.factory import make_frontier
 from .hooks import RequestHooks
+from .loglines import get_logger
 from .pipeline import PipelineChain
 from .request import Request
 from .response import Response
@@ -31,7 +31,7 @@ from .worker import RequestProcessor
 
 __all__ = ["CrawlResult", "Crawler"]
 
-logger = logging.getLogger("crawler.engine")
+logger = get_logger("crawler.engine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +190,7 @@ class Crawler:
                     settings.BAN_BODY_PATTERNS,
                     settings.BAN_ON_NETWORK_ERROR,
                 ),
+                max_links=settings.MAX_LINKS_PER_RESPONSE,
             )
             logger.info("[%s] crawl started", spider.name)
             try:
@@ -307,14 +308,19 @@ class Crawler:
                 logger.warning("[%s] could not publish stats", self.spider.name, exc_info=True)
 
     async def _seed(self, processor: RequestProcessor) -> None:
+        downloader = self.downloader
+        assert downloader is not None
         if not await self.frontier.claim_seed():
             logger.info("[%s] resuming: start requests were queued before", self.spider.name)
+            await self._trust_start_hosts(downloader)
             return
         batch: list[Request] = []
         try:
             async for request in self.spider.start():
                 if not isinstance(request, Request):
                     raise TypeError(f"start() yielded {type(request).__name__}, not a Request")
+                # the crawl may reach its start hosts even on a private network (guard.py)
+                await downloader.trust_start_host(request.host)
                 batch.append(request)
                 if len(batch) >= 1000:
                     await processor.seed(batch)
@@ -325,6 +331,22 @@ class Crawler:
         if batch:
             await processor.seed(batch)
         await self.frontier.seed_done()
+
+    async def _trust_start_hosts(self, downloader: Downloader) -> None:
+        """On a resume (or a shared crawl another process seeded) start() runs again only
+        to learn which hosts the crawl started on (see guard.py); its requests are dropped.
+        """
+        try:
+            async for request in self.spider.start():
+                if isinstance(request, Request):
+                    await downloader.trust_start_host(request.host)
+        except Exception:
+            logger.warning(
+                "[%s] start() failed while listing the start hosts on resume; private"
+                " addresses it would have allowed need ALLOWED_NETWORKS",
+                self.spider.name,
+                exc_info=True,
+            )
 
     async def _run_workers(self, processor: RequestProcessor) -> None:
         background = []

@@ -14,7 +14,8 @@ Every class name says how the engine reacts to it::
     │   │   └── RequestTimeout        no complete response within REQUEST_TIMEOUT
     │   ├── TlsError                  certificate verification or TLS handshake failed
     │   ├── BadResponse               the server's answer is not valid HTTP
-    │   ├── ResponseTooLarge          body over MAX_RESPONSE_SIZE
+    │   ├── ResponseTooLarge          body over MAX_RESPONSE_SIZE (decoded bytes)
+    │   ├── BlockedAddress            the host resolves to a private address (not allowed)
     │   ├── HttpError                 a non-2xx response the spider did not ask to handle
     │   └── TooManyRedirects          a redirect loop or a chain over MAX_REDIRECTS
     ├── CallbackError                 a spider callback raised (wraps the original)
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 __all__ = [
     "BadResponse",
+    "BlockedAddress",
     "CallbackError",
     "ConfigError",
     "CrawlerError",
@@ -121,6 +123,15 @@ class ResponseTooLarge(FetchError):
     """The response body is larger than MAX_RESPONSE_SIZE."""
 
     kind = "too_large"
+
+
+class BlockedAddress(FetchError):
+    """The host resolves to a loopback, private or link-local address the crawl may not reach.
+
+    Not retried. ``ALLOWED_NETWORKS`` or ``BLOCK_PRIVATE_NETWORKS=false`` allow it.
+    """
+
+    kind = "blocked_address"
 
 
 class HttpError(FetchError):

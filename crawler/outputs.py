@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,6 +11,7 @@ from itemadapter import is_item
 from .errors import CrawlerError, DropItem
 from .fingerprint import fingerprint
 from .frontier.base import Frontier
+from .loglines import get_logger
 from .pipeline import PipelineChain
 from .request import Request
 from .response import Response
@@ -20,7 +20,7 @@ from .stats import Stats
 
 __all__ = ["OffsitePolicy", "OutputRouter"]
 
-logger = logging.getLogger("crawler.worker")
+logger = get_logger("crawler.worker")
 
 _PUSH_BATCH = 512
 

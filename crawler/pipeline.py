@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import logging
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import DropItem, SettingsError
+from .loglines import get_logger
 
 __all__ = ["ItemPipeline", "PipelineChain", "item_key", "load_object", "load_pipeline"]
 
@@ -27,7 +27,7 @@ def item_key() -> str | None:
     return _current_item_key.get()
 
 
-logger = logging.getLogger("crawler.pipeline")
+logger = get_logger("crawler.pipeline")
 
 
 @runtime_checkable

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from multidict import CIMultiDict
 from yarl import URL
 
 from .errors import InvalidRequest
+from .loglines import short_url
 
 __all__ = ["Request"]
 
@@ -22,25 +25,58 @@ def parse_url(url: str | URL) -> URL:
         parsed = url
     else:
         if not isinstance(url, str):
-            raise InvalidRequest(f"Request URL must be a str, got {type(url).__name__}: {url!r}")
+            raise InvalidRequest(
+                f"Request URL must be a str, got {type(url).__name__}: {short_url(repr(url))}"
+            )
         try:
             parsed = URL(url.strip())
         except (ValueError, TypeError) as exc:
-            raise InvalidRequest(f"malformed URL {url!r}: {exc}") from None
+            raise InvalidRequest(f"malformed URL {short_url(url)!r}: {exc}") from None
     if parsed.scheme not in _SCHEMES:
         raise InvalidRequest(
-            f"unsupported URL {str(parsed)!r}: the scheme must be http or https"
+            f"unsupported URL {short_url(parsed)!r}: the scheme must be http or https"
             " (relative links need response.follow() or response.urljoin())"
         )
     if not parsed.host:
-        raise InvalidRequest(f"malformed URL {str(parsed)!r}: it has no host")
+        raise InvalidRequest(f"malformed URL {short_url(parsed)!r}: it has no host")
     try:
         port = parsed.port  # an out-of-range port raises here, once, at the edge
     except ValueError as exc:
-        raise InvalidRequest(f"malformed URL {str(parsed)!r}: {exc}") from None
+        raise InvalidRequest(f"malformed URL {short_url(parsed)!r}: {exc}") from None
     if port == 0:
-        raise InvalidRequest(f"malformed URL {str(parsed)!r}: port 0 cannot be connected to")
+        raise InvalidRequest(f"malformed URL {short_url(parsed)!r}: port 0 cannot be connected to")
     return parsed
+
+
+def _basic_auth(url: URL) -> str:
+    """The ``Authorization`` value for the (percent-decoded) user and password in ``url``."""
+    token = f"{url.user or ''}:{url.password or ''}".encode()
+    return "Basic " + base64.b64encode(token).decode("ascii")
+
+
+def _has_authorization(headers: Mapping[str, str] | None) -> bool:
+    return headers is not None and any(name.lower() == "authorization" for name in headers)
+
+
+def _with_header(headers: Mapping[str, str] | None, name: str, value: str) -> Mapping[str, str]:
+    """A copy of ``headers`` (the caller's mapping is never changed) plus ``name: value``."""
+    if headers is None:
+        return {name: value}
+    if isinstance(headers, dict):
+        return {**headers, name: value}
+    copy = CIMultiDict(headers)  # a multidict keeps its repeated headers
+    copy.add(name, value)
+    return copy
+
+
+def _without_authorization(headers: Mapping[str, str], value: str) -> Mapping[str, str] | None:
+    """``headers`` without an ``Authorization: value`` entry (None when nothing is left)."""
+    pairs = [
+        (k, v) for k, v in headers.items() if not (k.lower() == "authorization" and v == value)
+    ]
+    if not pairs:
+        return None
+    return dict(pairs) if isinstance(headers, dict) else CIMultiDict(pairs)
 
 
 @dataclass(slots=True, eq=False)
@@ -51,6 +87,11 @@ class Request:
     ``errback(failure)`` is called with the exception when the request finally fails.
     ``meta`` travels with the request to ``response.meta``. Higher ``priority`` is
     fetched first; ``dont_filter=True`` skips de-duplication.
+
+    A URL with ``user:password@`` is fetched with those credentials as HTTP Basic
+    auth for that origin: they move into an ``Authorization`` header (an explicit
+    one wins) and out of ``url``, so fingerprints, items, stats and logs never
+    carry the password.
     """
 
     url: str
@@ -69,20 +110,40 @@ class Request:
     allow_redirects: bool = True
     depth: int = 0
     _url: URL = field(init=False, repr=False)
+    # The Authorization value taken from the URL's userinfo: scoped to that origin by replace().
+    _url_auth: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._url = parse_url(self.url)
-        self.url = str(self._url)
+        url = parse_url(self.url)
+        if url.raw_user is not None or url.raw_password is not None:
+            url = self._take_credentials(url)
+        self._url = url
+        self.url = str(url)
         method = self.method.upper() if isinstance(self.method, str) else self.method
         if method not in _METHODS:
-            raise InvalidRequest(f"unsupported HTTP method {self.method!r} for {self.url}")
+            raise InvalidRequest(
+                f"unsupported HTTP method {self.method!r:.100} for {short_url(self.url)}"
+            )
         self.method = method
         if self.data is not None and self.json is not None:
-            raise InvalidRequest(f"Request({self.url}) got both data= and json=; pass only one")
+            raise InvalidRequest(
+                f"Request({short_url(self.url)}) got both data= and json=; pass only one"
+            )
         if self.callback is not None and not callable(self.callback):
-            raise InvalidRequest(f"callback for {self.url} is not callable: {self.callback!r}")
+            raise InvalidRequest(
+                f"callback for {short_url(self.url)} is not callable: {self.callback!r:.100}"
+            )
         if self.errback is not None and not callable(self.errback):
-            raise InvalidRequest(f"errback for {self.url} is not callable: {self.errback!r}")
+            raise InvalidRequest(
+                f"errback for {short_url(self.url)} is not callable: {self.errback!r:.100}"
+            )
+
+    def _take_credentials(self, url: URL) -> URL:
+        """``url`` without its userinfo, which becomes the Basic ``Authorization`` header."""
+        if not _has_authorization(self.headers):  # an explicit header wins; drop the URL's
+            self._url_auth = _basic_auth(url)
+            self.headers = _with_header(self.headers, "Authorization", self._url_auth)
+        return url.with_user(None)
 
     @property
     def host(self) -> str:
@@ -118,10 +179,19 @@ class Request:
         request.ssl = None
         request.allow_redirects = True
         request.depth = 0
+        request._url_auth = None
+        if url.raw_user is not None or url.raw_password is not None:
+            request._url = request._take_credentials(url)  # rare: not worth a slower hot path
+            request.url = str(request._url)
         return request
 
     def replace(self, **changes: Any) -> Request:
-        """Return a copy with some fields changed (the URL is re-validated)."""
+        """Return a copy with some fields changed (the URL is re-validated).
+
+        Credentials that came from the URL stay with its origin: the copy keeps them
+        for a URL of the same origin, takes new ones from a credentialed URL, and
+        drops them for another origin.
+        """
         values = {
             name: getattr(self, name)
             for name in self.__dataclass_fields__
@@ -129,4 +199,12 @@ class Request:
         }
         values["meta"] = dict(self.meta)
         values.update(changes)
-        return Request(**values)
+        inherited = self._url_auth if "headers" not in changes else None
+        if inherited is not None and self.headers is not None:
+            values["headers"] = _without_authorization(self.headers, inherited)
+        request = Request(**values)
+        if inherited is not None and request._url_auth is None:
+            if request._url.origin() == self._url.origin():
+                request.headers = _with_header(request.headers, "Authorization", inherited)
+                request._url_auth = inherited
+        return request

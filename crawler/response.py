@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from multidict import CIMultiDictProxy
@@ -15,9 +16,16 @@ from w3lib.encoding import html_to_unicode
 from yarl import URL
 
 from .errors import InvalidRequest
+from .loglines import get_logger
+from .nesting import cap_nesting
 from .request import Request
 
-__all__ = ["RedirectHop", "Response"]
+if TYPE_CHECKING:
+    from .stats import Stats
+
+__all__ = ["RedirectHop", "Response", "ResponseLimits"]
+
+logger = get_logger("crawler.response")
 
 _SCHEMES = ("http", "https")
 
@@ -34,17 +42,37 @@ class RedirectHop:
     headers: CIMultiDictProxy[str]
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseLimits:
+    """What one response may produce in a crawl; the worker hands every Response the crawl's.
+
+    ``max_links``: links ``follow_all()`` looks at per response (0 = unlimited);
+    refusals are counted in ``stats`` and logged with ``spider``'s name.
+    """
+
+    max_links: int = 0
+    stats: Stats | None = None
+    spider: str = ""
+
+
+_UNLIMITED = ResponseLimits()
+
+
 class Response:
     """An HTTP response and the request that produced it.
 
     ``text`` is decoded once on first use (HTTP charset, then BOM and ``<meta>``
     sniffing; undecodable bytes are replaced, never raised). HTML is parsed with
-    selectolax Lexbor once, on the first ``css()`` call.
+    selectolax Lexbor once, on the first ``css()`` call (or ahead of the callback, in
+    a thread, for a big page: see :meth:`prepare_html`); a page nested too deep is
+    cut before the tag that nests too deep (see ``cap_nesting``).
     """
 
     __slots__ = (
         "_base",
+        "_dropped",
         "_encoding",
+        "_links",
         "_parser",
         "_text",
         "_url",
@@ -52,6 +80,7 @@ class Response:
         "cookies",
         "headers",
         "history",
+        "limits",
         "raw_headers",
         "request",
         "status",
@@ -81,10 +110,13 @@ class Response:
         self.raw_headers = raw_headers
         self.cookies: SimpleCookie = cookies if cookies is not None else SimpleCookie()
         self.timings: dict[str, float] = timings if timings is not None else {}
+        self.limits = _UNLIMITED
         self._text: str | None = None
         self._encoding: str | None = None
         self._parser: LexborHTMLParser | None = None
         self._base: URL | None = None
+        self._links = 0  # links follow_all() has looked at
+        self._dropped = 0  # links it refused (over limits.max_links)
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.url}>"
@@ -117,7 +149,14 @@ class Response:
 
     def _decode(self) -> None:
         # Decoded once: the encoding and the text come from the same sniffing pass.
-        self._encoding, self._text = html_to_unicode(self.headers.get("Content-Type"), self.body)
+        try:
+            self._encoding, self._text = html_to_unicode(
+                self.headers.get("Content-Type"), self.body
+            )
+        except (LookupError, ValueError):
+            # The header or a <meta> names a codec that is no text encoding (base64, rot13,
+            # idna, undefined...): Python's codecs raise instead of replacing.
+            self._encoding, self._text = "utf-8", self.body.decode("utf-8", "replace")
 
     def json(self) -> Any:
         """The body parsed as JSON (UTF-8; a BOM or another declared charset is decoded first)."""
@@ -132,8 +171,44 @@ class Response:
     def selector(self) -> LexborHTMLParser:
         """The parsed HTML document (selectolax Lexbor), parsed on first use."""
         if self._parser is None:
-            self._parser = LexborHTMLParser(self.text)
+            self._note_cut(self._parse())
+        assert self._parser is not None
         return self._parser
+
+    async def prepare_html(self) -> None:
+        """Decode and parse now, in a thread, so the first ``css()`` does not block the loop.
+
+        Lexbor parses without the GIL: a big page then costs the event loop next to nothing.
+        """
+        if self._parser is not None:
+            return
+        try:
+            end = await asyncio.to_thread(self._parse)
+        except Exception:  # the callback's first css() raises it again, where it is counted
+            return
+        self._note_cut(end)
+
+    def _parse(self) -> int:
+        """Parse the text (cut if it nests too deep); return where it was cut, or -1."""
+        text = self.text
+        end = cap_nesting(text)
+        self._parser = LexborHTMLParser(text if end < 0 else text[:end])
+        return end
+
+    def _note_cut(self, end: int) -> None:
+        """Count and log a page that ``cap_nesting`` cut at ``end`` (-1: it was not cut)."""
+        if end < 0:
+            return
+        limits = self.limits
+        if limits.stats is not None:
+            limits.stats.inc("responses/html_truncated")
+        logger.warning(
+            "[%s] %s nests too deep: parsed only its first %d of %d characters",
+            limits.spider,
+            self.url,
+            end,
+            len(self.text),
+        )
 
     def css(self, selector: str) -> list[LexborNode]:
         """All nodes matching a CSS selector."""
@@ -184,15 +259,44 @@ class Response:
         """Requests for every link (``hrefs``, or the ``href`` of nodes matching ``css``).
 
         Links that cannot be crawled (``mailto:``, ``javascript:``, malformed) are skipped.
+        In a crawl, at most MAX_LINKS_PER_RESPONSE links of one response are looked at
+        (over all calls); the rest are counted as ``links_dropped/too_many``.
         """
-        if hrefs is None:
-            hrefs = [node.attributes.get("href") or "" for node in self.css(css)]
+        links = self.css(css) if hrefs is None else hrefs
+        if type(links) is not list:
+            links = list(links)
+        limit = self.limits.max_links
+        if limit and self._links + len(links) > limit:
+            links = self._within_limit(links, limit)
+        self._links += len(links)
+        return self._requests(links, kwargs)
+
+    def _within_limit(self, links: list[Any], limit: int) -> list[Any]:
+        """The links still allowed; the others are counted (and logged once per response)."""
+        room = max(0, limit - self._links)
+        dropped = len(links) - room
+        limits = self.limits
+        if limits.stats is not None:
+            limits.stats.inc("links_dropped/too_many", dropped)
+        if not self._dropped:
+            logger.warning(
+                "[%s] %s has more than MAX_LINKS_PER_RESPONSE=%d links: dropped %d",
+                limits.spider,
+                self.url,
+                limit,
+                dropped,
+            )
+        self._dropped += dropped
+        return links[:room]
+
+    def _requests(self, links: list[Any], kwargs: dict[str, Any]) -> list[Request]:
+        """The per-link hot path of follow_all(): join, check, build (a few µs per link)."""
         base = self._base_url()
         # Plain link-following (no kwargs but a callback) skips re-validating each URL.
         fast = kwargs.keys() <= {"callback"}
         callback = kwargs.get("callback")
         requests = []
-        for href in hrefs:
+        for href in links:
             if isinstance(href, LexborNode):
                 href = href.attributes.get("href") or ""
             href = href.strip()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -18,13 +17,18 @@ from protego import Protego
 from yarl import URL
 
 from .clock import Clock
-from .errors import FetchError
+from .errors import BlockedAddress, FetchError
+from .loglines import get_logger
 from .request import Request
 from .response import Response
 
 __all__ = ["RobotsCache", "RobotsVerdict", "Verdict"]
 
-logger = logging.getLogger("crawler.robots")
+logger = get_logger("crawler.robots")
+
+# RFC 9309: crawlers must parse at least 500 KiB; what lies beyond is cut, not refused.
+ROBOTS_MAX_BYTES = 500 * 1024
+_ROBOTS_META = {"robots_txt": True, "download_maxsize": ROBOTS_MAX_BYTES, "download_truncate": True}
 
 
 class Verdict(enum.Enum):
@@ -124,8 +128,12 @@ class RobotsCache:
             self.fetched += 1
             try:
                 response = await self._fetch(
-                    Request(robots_url, dont_filter=True, meta={"robots_txt": True})
+                    Request(robots_url, dont_filter=True, meta=dict(_ROBOTS_META))
                 )
+            except BlockedAddress:
+                # the pages will be refused (and counted) the same way: nothing to wait for
+                state.allow_all = True
+                return
             except FetchError as exc:
                 self._failed(state, robots_url, str(exc))
                 return

@@ -13,7 +13,7 @@ import difflib
 import ipaddress
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
@@ -292,7 +292,9 @@ def _coerce(spec: Any, value: Any, source: str) -> Any:
         if canonical is None:
             raise SettingsError(f"bad value {where}: must be one of {', '.join(choices)}")
         converted = canonical
-    checks = [_check_str_dict] if str(spec.type) == "dict[str, str]" else []
+    checks: list[Callable[[Any], None]] = (
+        [_check_str_dict] if str(spec.type) == "dict[str, str]" else []
+    )
     if name in _CHECKS:
         checks.append(_CHECKS[name])
     for check in checks:
@@ -412,7 +414,10 @@ def _check_networks(networks: list[str]) -> None:
             ) from None
 
 
-_CHECKS = {"RESOLVE": _check_resolve, "ALLOWED_NETWORKS": _check_networks}
+_CHECKS: dict[str, Callable[[Any], None]] = {
+    "RESOLVE": _check_resolve,
+    "ALLOWED_NETWORKS": _check_networks,
+}
 
 _CONVERTERS = {
     "int": _to_int,

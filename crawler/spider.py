@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from .errors import CrawlerError
+from .loglines import get_logger
 from .request import Request
 from .response import Response
 
@@ -44,7 +44,7 @@ class Spider:
             if key in ("start_urls", "allowed_domains") and isinstance(value, str):
                 value = [part.strip() for part in value.split(",") if part.strip()]
             setattr(self, key, value)
-        self.logger = logging.getLogger(f"crawler.spider.{self.name or type(self).__name__}")
+        self.logger = get_logger(f"crawler.spider.{self.name or type(self).__name__}")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 from http.cookies import Morsel, SimpleCookie
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import aiosqlite
 import orjson
@@ -33,30 +33,65 @@ CREATE TABLE IF NOT EXISTS stats (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
+@runtime_checkable
+class _KnowsExpiry(Protocol):
+    """A jar that tells when each cookie expires (our CrawlerCookieJar does)."""
+
+    def expires_at(self, domain: str, path: str, name: str) -> float | None: ...
+
+
 def dump_jar(jar: AbstractCookieJar) -> list[dict[str, Any]]:
-    """The cookies of ``jar`` as plain records (kept on the event loop thread: cheap)."""
-    host_only: frozenset[tuple[str, str, str]] = getattr(jar, "host_only_cookies", frozenset())
-    expirations = getattr(jar, "_expirations", {})
+    """The cookies of ``jar`` as plain records (kept on the event loop thread: cheap).
+
+    Host-only-ness comes from the jar's public ``host_only_cookies``, never from a
+    morsel: aiohttp writes the host into a host-only cookie's ``domain``, so a
+    record built from the morsel alone would come back as a domain cookie, sent to
+    every subdomain.
+    """
+    host_only = jar.host_only_cookies
+    expires_at = jar.expires_at if isinstance(jar, _KnowsExpiry) else None
     records = []
-    for (domain, path), cookie in getattr(jar, "cookies", {}).items():
+    for (domain, path), cookie in jar.cookies.items():
         for name, morsel in cookie.items():
             records.append(
                 {
                     "name": name,
                     "value": morsel.value,
                     "domain": domain,
-                    "path": path or morsel["path"] or "/",
+                    # The morsel keeps a trailing "/" the jar's key drops ("/a/" is not "/a").
+                    "path": morsel["path"] or path or "/",
                     "secure": bool(morsel["secure"]),
                     "httponly": bool(morsel["httponly"]),
                     "host_only": (domain, path, name) in host_only,
-                    "expires": expirations.get((domain, path, name)),
+                    "expires": expires_at(domain, path, name) if expires_at else None,
                 }
             )
     return records
 
 
+def _record_morsel(record: Mapping[str, Any], now: float) -> Morsel[str]:
+    """The cookie a record describes, with the attributes that scope it."""
+    morsel: Morsel[str] = Morsel()
+    morsel.set(record["name"], record["value"], record["value"])
+    morsel["path"] = record["path"]
+    if record.get("secure"):
+        morsel["secure"] = True
+    if record.get("httponly"):
+        morsel["httponly"] = True
+    # No Domain attribute is what makes the jar file it as host-only again.
+    if not record.get("host_only"):
+        morsel["domain"] = record["domain"]
+    if (expires := record.get("expires")) is not None:
+        morsel["max-age"] = str(max(1, int(expires - now)))
+    return morsel
+
+
 def load_jar(jar: AbstractCookieJar, records: Iterable[Mapping[str, Any]]) -> int:
-    """Put saved records back into ``jar`` (expired ones are skipped); returns how many."""
+    """Put saved records back into ``jar`` (expired ones are skipped); returns how many.
+
+    Each cookie is set as if its own host had set it, so the jar's rules (public
+    suffixes, sizes, limits) apply to restored cookies too.
+    """
     now = time.time()
     count = 0
     for record in records:
@@ -64,20 +99,12 @@ def load_jar(jar: AbstractCookieJar, records: Iterable[Mapping[str, Any]]) -> in
         if expires is not None and expires <= now:
             continue
         cookie: SimpleCookie = SimpleCookie()
-        morsel: Morsel[str] = Morsel()
-        morsel.set(record["name"], record["value"], record["value"])
-        morsel["path"] = record["path"]
-        if record.get("secure"):
-            morsel["secure"] = True
-        if record.get("httponly"):
-            morsel["httponly"] = True
-        if not record.get("host_only"):
-            morsel["domain"] = record["domain"]
-        if expires is not None:
-            morsel["max-age"] = str(max(1, int(expires - now)))
-        cookie[record["name"]] = morsel
+        cookie[record["name"]] = _record_morsel(record, now)
         scheme = "https" if record.get("secure") else "http"
-        jar.update_cookies(cookie, URL.build(scheme=scheme, host=record["domain"]))
+        # Shared cookies (no domain) were set without a URL; a host-less URL can't be built.
+        domain = record["domain"]
+        url = URL.build(scheme=scheme, host=domain) if domain else URL()
+        jar.update_cookies(cookie, url)
         count += 1
     return count
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import logging
 import os
 from collections.abc import Sequence
 from typing import IO, Any
 
 from crawler.errors import ConfigError
+from crawler.loglines import get_logger
 
 from .jsonlines import FLUSH_BYTES, BufferedFile, dumps, to_dict
 
 __all__ = ["CsvExporter"]
 
-logger = logging.getLogger("crawler.pipelines.csv")
+logger = get_logger("crawler.pipelines.csv")
 
 
 def _read_header(path: str | os.PathLike[str]) -> list[str] | None:

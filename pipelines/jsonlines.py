@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import stat
 import sys
@@ -22,6 +21,7 @@ import orjson
 from itemadapter import ItemAdapter, is_item
 
 from crawler.errors import ConfigError
+from crawler.loglines import get_logger
 
 __all__ = [
     "FLUSH_BYTES",
@@ -32,7 +32,7 @@ __all__ = [
     "whole_lines",
 ]
 
-logger = logging.getLogger("crawler.pipelines.files")
+logger = get_logger("crawler.pipelines.files")
 
 FLUSH_BYTES = 64 * 1024
 """Buffered output size that triggers a write: big enough to amortise a thread hop."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import os
 import re
 import sqlite3
@@ -16,13 +15,14 @@ from typing import Any
 import aiosqlite
 
 from crawler.errors import ConfigError
+from crawler.loglines import get_logger
 from crawler.pipeline import item_key
 
 from .jsonlines import dumps, to_dict
 
 __all__ = ["SqliteExporter"]
 
-logger = logging.getLogger("crawler.pipelines.sqlite")
+logger = get_logger("crawler.pipelines.sqlite")
 
 BATCH_ITEMS = 500
 """Rows buffered before one executemany + commit: one transaction per batch, not per item."""

@@ -14,6 +14,7 @@ from peers import HANG_GUARD_S, UnixSiteServer, crawl, dns_server, make_crawler,
 
 from crawler import Request, Response, Settings, SettingsError, Spider
 from crawler.downloader.connector import MappedResolver
+from crawler.downloader.guard import GuardedResolver
 from crawler.testing import SiteServer
 
 
@@ -112,9 +113,11 @@ async def test_dns_nameservers_use_a_real_dns_server(site: Any) -> None:
     connector: Any = spider.connector
     assert connector is not None and connector.closed
     assert connector.owned_resolver is None
-    assert isinstance(spider.resolver, MappedResolver)
-    assert isinstance(spider.resolver._fallback, aiohttp.AsyncResolver)
-    assert spider.resolver._fallback._resolver is None  # its aiodns channel is gone
+    assert isinstance(spider.resolver, GuardedResolver)  # the private-network guard wraps it
+    mapped = spider.resolver.inner
+    assert isinstance(mapped, MappedResolver)
+    assert isinstance(mapped._fallback, aiohttp.AsyncResolver)
+    assert mapped._fallback._resolver is None  # its aiodns channel is gone
 
 
 async def test_dns_nameservers_answer_nxdomain_is_a_network_failure(site: Any) -> None:

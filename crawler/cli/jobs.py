@@ -27,7 +27,6 @@ running jobs have stopped and been recorded) and 2 on a configuration error.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -46,12 +45,13 @@ from ..jobs.config import JobConfig, load_jobs
 from ..jobs.history import RunHistory, RunRecord
 from ..jobs.runner import ExitCode, JobPaths, run_job
 from ..jobs.scheduler import Scheduler, startup_due, utc_now
+from ..loglines import get_logger
 from .logs import setup_logging
 from .project import ProjectConfig, load_project
 
 __all__ = ["jobs_group", "scheduler_command"]
 
-logger = logging.getLogger("crawler.cli")
+logger = get_logger("crawler.cli")
 
 STATE_DIR_ENV = "CRAWLER_JOBS_DIR"
 

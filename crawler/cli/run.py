@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import orjson
 
 from ..engine import Crawler, CrawlResult
 from ..errors import ConfigError, SettingsError, SpiderLoadError
+from ..loglines import get_logger
 from ..settings import Settings
 from ..spider import Spider
 from ..stats import Stats
@@ -23,7 +23,7 @@ from .project import load_project
 
 __all__ = ["run_command"]
 
-logger = logging.getLogger("crawler.cli")
+logger = get_logger("crawler.cli")
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:

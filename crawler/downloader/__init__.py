@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,22 +12,38 @@ from typing import Any
 import aiohttp
 
 from ..errors import RequestTimeout, SettingsError, TooManyRedirects
+from ..loglines import get_logger, short_url
 from ..pipeline import load_object
 from ..request import Request
 from ..response import RedirectHop, Response
 from ..settings import Settings
-from .connector import ConnectorOptions, build_connector
+from .connector import Connector, ConnectorOptions, build_connector
 from .cookies import check_cookies
-from .fetch import fetch
+from .fetch import BodyLimit, fetch
+from .guard import AddressGuard
 from .proxies import check_proxy_url, redact
 from .redirects import REDIRECT_STATUSES, next_hop
 from .sessions import SessionOptions, SessionPool, merge_headers, registered_domain
 from .tls import TlsOptions, TlsPolicy
 from .tracing import TimingSummary, finish_timings, timing_trace_config
 
-__all__ = ["Downloader", "DownloaderOptions", "redact", "registered_domain"]
+__all__ = ["Downloader", "DownloaderOptions", "GuardOptions", "redact", "registered_domain"]
 
 UNLIMITED_WORKERS = 512
+
+logger = get_logger("crawler.downloader")
+
+# Request.meta keys (Scrapy's name for the first): a per-request body limit.
+MAXSIZE_META = "download_maxsize"
+TRUNCATE_META = "download_truncate"
+
+
+@dataclass(frozen=True, slots=True)
+class GuardOptions:
+    """The private-network guard (BLOCK_PRIVATE_NETWORKS, ALLOWED_NETWORKS)."""
+
+    enabled: bool = True
+    allowed_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +56,8 @@ class DownloaderOptions:
     max_bytes: int = 16 * 1024 * 1024
     max_redirects: int = 10
     proxy: str = ""
+    read_timeout_s: float = 20.0
+    guard: GuardOptions = field(default_factory=GuardOptions)
 
     @classmethod
     def from_settings(
@@ -96,6 +116,8 @@ class DownloaderOptions:
             max_bytes=settings.MAX_RESPONSE_SIZE,
             max_redirects=settings.MAX_REDIRECTS,
             proxy=settings.PROXY,
+            read_timeout_s=settings.READ_TIMEOUT,
+            guard=GuardOptions(settings.BLOCK_PRIVATE_NETWORKS, tuple(settings.ALLOWED_NETWORKS)),
         )
 
 
@@ -134,13 +156,37 @@ class Downloader:
         self.options = options
         self.tls = TlsPolicy(options.tls)  # loads CA bundles now: a bad path fails before the crawl
         self.timings = TimingSummary()
-        self._connector: aiohttp.TCPConnector | None = None
+        self.guard = AddressGuard(options.guard.enabled, options.guard.allowed_networks)
+        if options.proxy:
+            self.guard.trust_url(options.proxy)
+        self._trusted_proxies: set[str] = set()
+        self._connector: Connector | None = None
         self._sessions: SessionPool | None = None
 
     async def __aenter__(self) -> Downloader:
-        self._connector = build_connector(self.options.connector)
+        self._connector = build_connector(self.options.connector, self.guard)
         self._sessions = SessionPool(self._connector, self.options.sessions)
+        if self.options.sessions.trust_env:
+            for url in urllib.request.getproxies().values():
+                self.guard.trust_url(url)  # the user's own proxies, from the environment
         return self
+
+    async def trust_start_host(self, host: str) -> None:
+        """Let the crawl connect to whatever ``host`` (a start request's) resolves to,
+        private or not: crawling your own localhost or intranet needs no setting.
+
+        A new name is resolved now, so its addresses are allowed even for other
+        hosts that share them and happen to be fetched first.
+        """
+        connector = self._connector
+        if not self.guard.trust_host(host) or connector is None:
+            return
+        resolver = connector.owned_resolver
+        if resolver is not None:
+            try:
+                await resolver.resolve(host, 0, socket.AF_UNSPEC)
+            except Exception as exc:  # the start request itself will fail and say why
+                logger.debug("could not resolve start host %s: %s", host, exc)
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
@@ -165,39 +211,68 @@ class Downloader:
         3xx that pointed there is then returned as the response.
         """
         proxy = request.proxy or proxy or self.options.proxy or None
+        if proxy and proxy not in self._trusted_proxies and len(self._trusted_proxies) < 4096:
+            self._trusted_proxies.add(proxy)
+            self.guard.trust_url(proxy)  # a proxy the user chose may be on a private network
         timings: dict[str, float] = {}
-        started = time.monotonic()
-        response = await self._exchange(request, proxy, timings, None)
+        deadline = time.monotonic() + self.options.sessions.timeout_s  # for the whole chain
+        limit = self._limit(request)
+        response = await self._exchange(request, proxy, timings, deadline, limit, True)
         if request.allow_redirects and response.status in REDIRECT_STATUSES:
-            deadline = started + self.options.sessions.timeout_s  # for the whole chain
-            response = await self._follow(request, response, proxy, timings, deadline, follow)
+            response = await self._follow(
+                request, response, proxy, timings, deadline, limit, follow
+            )
         response.timings = finish_timings(timings)
         self.timings.add(response.timings)
         return response
+
+    def _limit(self, request: Request) -> BodyLimit:
+        """The body limit for ``request``: MAX_RESPONSE_SIZE unless its meta says otherwise."""
+        meta = request.meta
+        if MAXSIZE_META not in meta and TRUNCATE_META not in meta:
+            return BodyLimit(self.options.max_bytes)
+        max_bytes = meta.get(MAXSIZE_META, self.options.max_bytes)
+        return BodyLimit(int(max_bytes), truncate=bool(meta.get(TRUNCATE_META)))
 
     async def _exchange(
         self,
         hop: Request,
         proxy: str | None,
         timings: dict[str, float],
-        timeout_s: float | None,
+        deadline: float,
+        limit: BodyLimit,
+        with_credentials: bool,
     ) -> Response:
-        """One request/response through ``hop``'s domain session."""
+        """One request/response through ``hop``'s domain session.
+
+        ``with_credentials``: add the configured credential headers of the hop's
+        domain (false once a redirect chain has left the first request's origin).
+        """
         pool = self.sessions
         host = hop.host
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RequestTimeout(f"timed out fetching {short_url(hop.url)}", hop.url)
         session = pool.acquire(host)
         ssl = None
         if hop.yarl_url.scheme == "https" or hop.ssl is not None:
             ssl = self.tls.for_request(hop.ssl, registered_domain(host))
+        headers = hop.headers
+        if with_credentials:
+            credentials = pool.credentials(host)
+            if credentials:
+                headers = merge_headers(credentials, hop.headers)
         try:
             return await fetch(
                 session,
                 hop,
-                self.options.max_bytes,
+                limit,
+                timeout_s=remaining,
+                read_timeout_s=self.options.read_timeout_s,
+                headers=headers,
                 proxy=proxy,
                 ssl=ssl,
                 timings=timings,
-                timeout_s=timeout_s,
             )
         finally:
             pool.release(host)
@@ -211,32 +286,39 @@ class Downloader:
         proxy: str | None,
         timings: dict[str, float],
         deadline: float,
+        limit: BodyLimit,
         follow: Callable[[str], bool] | None,
     ) -> Response:
-        """Follow the redirects starting at ``response``; the final response carries them all."""
+        """Follow the redirects starting at ``response``; the final response carries them all.
+
+        Configured credentials go only to the first request's origin, and not
+        even back there once the chain has left it.
+        """
         max_redirects = self.options.max_redirects
         history: list[RedirectHop] = []
         hop = request
+        origin = request.yarl_url.origin()
+        on_origin = True
         while True:
             target = next_hop(hop, response.status, response.headers.get("Location"))
             if target is None or (follow is not None and not follow(target.host)):
                 break
             history.append(RedirectHop(response.url, response.status, response.headers))
             if len(history) > max_redirects:
-                chain = " -> ".join(h.url for h in history[-3:])
+                chain = " -> ".join(short_url(h.url, 100) for h in history[-3:])
                 raise TooManyRedirects(
-                    f"too many redirects for {request.url} (more than {max_redirects};"
-                    f" a loop?) last: {chain} -> {target.url}",
+                    f"too many redirects for {short_url(request.url)} (more than {max_redirects};"
+                    f" a loop?) last: {chain} -> {short_url(target.url, 100)}",
                     request.url,
                 )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if time.monotonic() >= deadline:
                 raise RequestTimeout(
-                    f"timed out fetching {request.url} after {len(history)} redirects",
+                    f"timed out fetching {short_url(request.url)} after {len(history)} redirects",
                     request.url,
                 )
             hop = target
-            response = await self._exchange(hop, proxy, timings, remaining)
+            on_origin = on_origin and _same_origin(hop, origin)
+            response = await self._exchange(hop, proxy, timings, deadline, limit, on_origin)
         response.request = request
         response.history = tuple(history)
         return response
@@ -249,3 +331,10 @@ class Downloader:
         if self._connector is not None:
             await self._connector.close()
             self._connector = None
+
+
+def _same_origin(hop: Request, origin: Any) -> bool:
+    try:
+        return bool(hop.yarl_url.origin() == origin)
+    except ValueError:
+        return False

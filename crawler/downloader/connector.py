@@ -12,8 +12,9 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from ..errors import SettingsError
+from .guard import AddressGuard, GuardedResolver
 
-__all__ = ["ConnectorOptions", "MappedResolver", "build_connector"]
+__all__ = ["Connector", "ConnectorOptions", "MappedResolver", "build_connector"]
 
 
 class MappedResolver(AbstractResolver):
@@ -89,7 +90,7 @@ def _nameserver_resolver(nameservers: tuple[str, ...]) -> AbstractResolver:
     return aiohttp.AsyncResolver(nameservers=list(nameservers))
 
 
-class _Connector(aiohttp.TCPConnector):
+class Connector(aiohttp.TCPConnector):
     """A TCPConnector that also closes the resolver built for it.
 
     aiohttp closes only a resolver it created itself; ours (RESOLVE, DNS_NAMESERVERS)
@@ -109,20 +110,27 @@ class _Connector(aiohttp.TCPConnector):
                 await resolver.close()
 
 
-def build_connector(options: ConnectorOptions) -> aiohttp.TCPConnector:
+def build_connector(options: ConnectorOptions, guard: AddressGuard | None = None) -> Connector:
     """The one connector all per-domain sessions share (``connector_owner=False``).
 
-    Closing it also closes the resolver built here.
+    With an enabled ``guard``, every resolved and every dialled address is
+    checked (see ``guard.py``). Closing the connector also closes the resolver
+    built here.
     """
     resolver: AbstractResolver | None = None
     if options.nameservers:
         resolver = _nameserver_resolver(options.nameservers)
     if options.resolve:
         resolver = MappedResolver(options.resolve, resolver)
-    return _Connector(
+    extra: dict[str, Any] = {}
+    if guard is not None and guard.enabled:
+        resolver = GuardedResolver(resolver or aiohttp.DefaultResolver(), guard)
+        extra["socket_factory"] = guard.socket_factory
+    return Connector(
         limit=options.limit,
         limit_per_host=options.limit_per_host,
         resolver=resolver,
+        **extra,
         use_dns_cache=options.dns_cache,
         # typed int, but aiohttp's DNS cache table keeps (and compares) a float
         ttl_dns_cache=options.dns_cache_ttl_s,  # type: ignore[arg-type]

@@ -1,17 +1,24 @@
 """Send one Request through an aiohttp session and build the Response.
 
-This is the one place where aiohttp exceptions become crawler.errors.
+This is the one place where aiohttp exceptions become crawler.errors. The body
+is read as a stream and decoded here (see ``decoding.py``), so the size cap
+counts decoded bytes and a bomb is refused after at most MAX_RESPONSE_SIZE of
+output; the whole exchange, decoding included, runs under one deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from ..errors import (
     BadResponse,
+    BlockedAddress,
     FetchError,
     NetworkError,
     ProxyError,
@@ -19,37 +26,65 @@ from ..errors import (
     ResponseTooLarge,
     TlsError,
 )
+from ..loglines import short_url
 from ..request import Request
 from ..response import Response
+from .decoding import BodyDecoder
+from .guard import BlockedAddressError
 from .proxies import redact
 
-__all__ = ["fetch"]
+__all__ = ["BodyLimit", "fetch"]
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimit:
+    """How much of a body to accept: refuse past ``max_bytes``, or keep only its start.
+
+    ``max_bytes`` counts decoded bytes (0 = unlimited). With ``truncate`` a longer
+    body is cut there instead of refused (robots.txt: RFC 9309 reads 500 KiB).
+    """
+
+    max_bytes: int
+    truncate: bool = False
+
+
+# Decoded pieces between two turns of the event loop (STEP_BYTES each: ~1 MiB).
+_STEPS_PER_TURN = 16
+_MAX_REASON = 300
 
 
 async def fetch(
     session: aiohttp.ClientSession,
     request: Request,
-    max_bytes: int,
+    limit: BodyLimit,
     *,
+    timeout_s: float,
+    read_timeout_s: float | None = None,
+    headers: Mapping[str, str] | None = None,
     proxy: str | None = None,
     ssl: Any = None,
     timings: dict[str, float] | None = None,
-    timeout_s: float | None = None,
 ) -> Response:
     """One HTTP exchange for ``request`` with ``session``; a :class:`FetchError` on failure.
 
     Redirects are not followed here (see ``redirects.py``): a 3xx is returned.
+    ``timeout_s`` bounds the whole exchange (connect, headers, body, decoding);
+    ``read_timeout_s`` the wait for any one read. ``headers`` replace
+    ``request.headers`` (the downloader adds credentials for the origin).
     ``proxy`` and ``ssl`` are the already-resolved choices for this request;
-    ``timings`` (filled by the timing TraceConfig) becomes ``response.timings``;
-    ``timeout_s`` replaces the session's timeout (what is left for a later hop).
+    ``timings`` (filled by the timing TraceConfig) becomes ``response.timings``.
     """
-    kwargs: dict[str, Any] = {"allow_redirects": False}
-    if timeout_s is not None:
-        kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout_s)
+    kwargs: dict[str, Any] = {
+        "allow_redirects": False,
+        "timeout": aiohttp.ClientTimeout(
+            total=timeout_s, sock_read=min(read_timeout_s or timeout_s, timeout_s)
+        ),
+    }
     if timings is not None:
         kwargs["trace_request_ctx"] = timings
-    if request.headers:
-        kwargs["headers"] = request.headers
+    headers = request.headers if headers is None else headers
+    if headers:
+        kwargs["headers"] = headers
     if request.cookies:
         kwargs["cookies"] = request.cookies
     if request.data is not None:
@@ -62,76 +97,107 @@ async def fetch(
         kwargs["ssl"] = ssl
     url = request.url
     try:
-        async with session.request(request.method, request.yarl_url, **kwargs) as resp:
-            if resp.status == 407:  # only a proxy says this (for https, aiohttp raises instead)
-                raise ProxyError(
-                    f"proxy {redact(proxy) or '(from the environment)'} refused {url}:"
-                    f" HTTP 407 {resp.reason or 'Proxy Authentication Required'}"
-                    " (check the credentials in the proxy URL)",
-                    url,
+        # aiohttp's own total timeout does not cover our decoding: one deadline for all
+        async with asyncio.timeout(timeout_s):
+            async with session.request(request.method, request.yarl_url, **kwargs) as resp:
+                if resp.status == 407:  # only a proxy says this (for https, aiohttp raises)
+                    raise ProxyError(
+                        f"proxy {redact(proxy) or '(from the environment)'} refused"
+                        f" {short_url(url)}:"
+                        f" HTTP 407 {resp.reason or 'Proxy Authentication Required'}"
+                        " (check the credentials in the proxy URL)",
+                        url,
+                    )
+                body = await _read_body(resp, limit, url)
+                return Response(
+                    resp.url,
+                    resp.status,
+                    resp.headers,
+                    body,
+                    request,
+                    raw_headers=resp.raw_headers,
+                    cookies=resp.cookies,
+                    timings=timings,
                 )
-            body = await _read_body(resp, max_bytes, url)
-            return Response(
-                resp.url,
-                resp.status,
-                resp.headers,
-                body,
-                request,
-                raw_headers=resp.raw_headers,
-                cookies=resp.cookies,
-                timings=timings,
-            )
     except FetchError:
         raise
-    except (TimeoutError, aiohttp.ServerTimeoutError):
-        raise RequestTimeout(f"timed out fetching {url}", url) from None
-    except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
-        raise TlsError(f"TLS failure for {url}: {_reason(exc)}", url) from None
-    except aiohttp.ClientProxyConnectionError as exc:
-        raise ProxyError(
-            f"cannot connect to proxy {redact(proxy) or '(from the environment)'} for {url}:"
-            f" {_reason(exc)}",
-            url,
-        ) from None
-    except aiohttp.ClientHttpProxyError as exc:
+    except Exception as exc:
+        raise _translate(exc, url, proxy) from None
+
+
+def _translate(exc: Exception, url: str, proxy: str | None) -> FetchError:
+    """The crawler.errors equivalent of an aiohttp (or timeout) exception."""
+    if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+        return RequestTimeout(f"timed out fetching {short_url(url)}", url)
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+        exc.os_error, BlockedAddressError
+    ):
+        return BlockedAddress(f"not fetching {short_url(url)}: {exc.os_error.strerror}", url)
+    if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError)):
+        return TlsError(f"TLS failure for {short_url(url)}: {_reason(exc)}", url)
+    shown = redact(proxy) or "(from the environment)"
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return ProxyError(
+            f"cannot connect to proxy {shown} for {short_url(url)}: {_reason(exc)}", url
+        )
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
         hint = " (check the credentials in the proxy URL)" if exc.status == 407 else ""
-        raise ProxyError(
-            f"proxy {redact(proxy) or '(from the environment)'} refused {url}:"
-            f" HTTP {exc.status} {redact(exc.message)}{hint}",
+        return ProxyError(
+            f"proxy {shown} refused {short_url(url)}:"
+            f" HTTP {exc.status} {_reason(exc.message)}{hint}",
             url,
-        ) from None
-    except aiohttp.ClientResponseError as exc:
-        raise BadResponse(f"invalid HTTP response from {url}: {exc.message}", url) from None
-    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        )
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return BadResponse(
+            f"invalid HTTP response from {short_url(url)}: {_reason(exc.message)}", url
+        )
+    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
         if _is_tls_alert(exc):  # e.g. TLS 1.3: a rejected client certificate shows up on read
-            raise TlsError(f"TLS failure for {url}: {_reason(exc)}", url) from None
-        raise NetworkError(f"network error fetching {url}: {_reason(exc)}", url) from None
-    except aiohttp.InvalidURL as exc:
-        raise FetchError(f"invalid URL {url}: {exc}", url) from None
-    except aiohttp.ClientError as exc:
-        raise FetchError(f"request to {url} failed: {_reason(exc)}", url) from None
+            return TlsError(f"TLS failure for {short_url(url)}: {_reason(exc)}", url)
+        return NetworkError(f"network error fetching {short_url(url)}: {_reason(exc)}", url)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return FetchError(f"invalid URL {short_url(url)}: {_reason(exc)}", url)
+    if isinstance(exc, aiohttp.ClientError):
+        return FetchError(f"request to {short_url(url)} failed: {_reason(exc)}", url)
+    raise exc
 
 
-async def _read_body(resp: aiohttp.ClientResponse, max_bytes: int, url: str) -> bytes:
-    if not max_bytes:
-        return await resp.read()
+async def _read_body(resp: aiohttp.ClientResponse, limit: BodyLimit, url: str) -> bytes:
+    """The decoded body, refused (or cut, with ``limit.truncate``) past ``limit.max_bytes``.
+
+    On refusal the connection is closed, not pooled: the rest of the body is
+    never read.
+    """
+    max_bytes = limit.max_bytes
+    decoder = BodyDecoder(resp.headers.get("Content-Encoding"), url)
     length = resp.content_length
-    if length is not None:
-        if length > max_bytes:
-            raise ResponseTooLarge(
-                f"response from {url} is {length} bytes, over MAX_RESPONSE_SIZE={max_bytes}", url
-            )
-        return await resp.read()
-    chunks = []
-    total = 0
+    if max_bytes and length is not None and length > max_bytes and not limit.truncate:
+        resp.close()
+        raise ResponseTooLarge(
+            f"response from {short_url(url)} is {length} bytes, over MAX_RESPONSE_SIZE={max_bytes}",
+            url,
+        )
+    parts: list[bytes] = []
+    total = steps = 0
     async for chunk in resp.content.iter_any():
-        total += len(chunk)
-        if total > max_bytes:
-            raise ResponseTooLarge(
-                f"response from {url} exceeded MAX_RESPONSE_SIZE={max_bytes} bytes", url
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+        for piece in decoder.feed(chunk):
+            total += len(piece)
+            if max_bytes and total > max_bytes:
+                resp.close()
+                if not limit.truncate:
+                    raise ResponseTooLarge(
+                        f"response from {short_url(url)} exceeded"
+                        f" MAX_RESPONSE_SIZE={max_bytes} bytes"
+                        + (" once decoded" if not decoder.identity else ""),
+                        url,
+                    )
+                parts.append(piece[: len(piece) - (total - max_bytes)])
+                return b"".join(parts)
+            parts.append(piece)
+            steps += 1
+            if steps % _STEPS_PER_TURN == 0:
+                await asyncio.sleep(0)  # a long decode must not starve the other requests
+    return b"".join(parts)
 
 
 def _is_tls_alert(exc: BaseException) -> bool:
@@ -146,6 +212,9 @@ def _is_tls_alert(exc: BaseException) -> bool:
     return False
 
 
-def _reason(exc: BaseException) -> str:
-    # aiohttp messages may embed a proxy URL with credentials.
-    return redact(str(exc) or type(exc).__name__)
+def _reason(exc: BaseException | str) -> str:
+    # aiohttp messages may embed a proxy URL with credentials, or quote raw bytes at length.
+    text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    if len(text) > _MAX_REASON:
+        text = text[:_MAX_REASON] + f"... [{len(text) - _MAX_REASON} chars cut]"
+    return redact(text)

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import re
-
 from yarl import URL
 
 from ..errors import SettingsError
+from ..loglines import scrub
 
 __all__ = ["check_proxy_url", "redact"]
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 def redact(text: str | None) -> str:
     """``text`` with any ``user:password@`` in URLs replaced by ``***@``."""
     if not text:
         return ""
-    return _USERINFO.sub("***@", text)
+    return scrub(text)
 
 
 def check_proxy_url(value: str, where: str = "PROXY") -> str:

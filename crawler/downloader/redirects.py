@@ -8,8 +8,12 @@ the rules aiohttp (and browsers) apply:
 
 * 303 (except for HEAD), and 301/302 after a POST, become a GET without a body;
   307/308 repeat the method and the body;
-* leaving the origin drops ``Authorization``, ``Cookie`` and
-  ``Proxy-Authorization`` headers and the request's own ``cookies=``.
+* leaving the origin (scheme, host or port) drops every ``Authorization``,
+  ``Cookie`` and ``Proxy-Authorization`` header of the request, duplicates
+  included, and the request's own ``cookies=``. The configured ones
+  (DEFAULT_HEADERS, the spider's ``headers``, DOMAIN_HEADERS) are not in the
+  sessions' defaults: the downloader adds them only while the chain stays on
+  the first request's origin.
 
 Each hop is a request of its own for aiohttp tracing (``on_request_start`` /
 ``on_request_end`` per hop; ``on_request_redirect`` does not fire).
@@ -17,17 +21,23 @@ Each hop is a request of its own for aiohttp tracing (``on_request_start`` /
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
+from multidict import CIMultiDict
 from yarl import URL
 
 from ..errors import FetchError, InvalidRequest
+from ..loglines import short_url
 from ..request import Request
+from .sessions import CREDENTIAL_HEADERS
 
 __all__ = ["REDIRECT_STATUSES", "next_hop"]
 
 REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 
-_CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
-_BODY_HEADERS = ("content-type", "content-length", "content-encoding", "transfer-encoding")
+_BODY_HEADERS = frozenset(
+    ("content-type", "content-length", "content-encoding", "transfer-encoding")
+)
 
 
 def next_hop(hop: Request, status: int, location: str | None) -> Request | None:
@@ -43,24 +53,23 @@ def next_hop(hop: Request, status: int, location: str | None) -> Request | None:
             target = hop.yarl_url.join(target)
     except (ValueError, TypeError):
         raise FetchError(
-            f"{hop.url} redirected to a malformed Location {location!r:.200}", hop.url
+            f"{short_url(hop.url)} redirected to a malformed Location {short_url(location)!r}",
+            hop.url,
         ) from None
     method = hop.method
     data, json = hop.data, hop.json
-    headers = dict(hop.headers) if hop.headers else None
+    headers = hop.headers
     cookies = hop.cookies
     if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
         method, data, json = "GET", None, None
-        if headers:
-            headers = {k: v for k, v in headers.items() if k.lower() not in _BODY_HEADERS}
+        headers = _without(headers, _BODY_HEADERS)
     try:
         same_origin = target.origin() == hop.yarl_url.origin()
     except ValueError:
         same_origin = False
     if not same_origin:
         cookies = None
-        if headers:
-            headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIALS}
+        headers = _without(headers, CREDENTIAL_HEADERS)
     try:
         return hop.replace(
             url=target,
@@ -72,5 +81,19 @@ def next_hop(hop: Request, status: int, location: str | None) -> Request | None:
         )
     except InvalidRequest as exc:
         raise FetchError(
-            f"{hop.url} redirected to {location!r:.200}, which cannot be fetched: {exc}", hop.url
+            f"{short_url(hop.url)} redirected to {short_url(location)!r},"
+            f" which cannot be fetched: {exc}",
+            hop.url,
         ) from None
+
+
+def _without(headers: Mapping[str, str] | None, names: Iterable[str]) -> CIMultiDict[str] | None:
+    """``headers`` less every header (every duplicate, any case) named in ``names``."""
+    if not headers:
+        return None
+    drop = frozenset(names)
+    kept: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():  # a multidict yields every duplicate here
+        if name.lower() not in drop:
+            kept.add(name, value)
+    return kept

@@ -8,37 +8,28 @@ mapped to a Unix socket get a session of their own on a ``UnixConnector``.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import aiohttp
 from aiohttp.abc import AbstractCookieJar
 from multidict import CIMultiDict, CIMultiDictProxy
-from publicsuffixlist import PublicSuffixList
 
 from .cookies import jar_cookies_for, make_cookie_jar, seed_cookies
+from .decoding import ACCEPT_ENCODING
+from .suffixes import registered_domain
 
-__all__ = ["SessionOptions", "SessionPool", "merge_headers", "registered_domain"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "SessionOptions",
+    "SessionPool",
+    "merge_headers",
+    "registered_domain",
+]
 
-_PSL = PublicSuffixList()
-
-
-@lru_cache(maxsize=65536)
-def registered_domain(host: str) -> str:
-    """The registrable domain of ``host`` (``a.example.co.uk`` -> ``example.co.uk``).
-
-    IP addresses, single-label hosts and public suffixes are their own domain.
-    """
-    host = host.lower().rstrip(".")
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return host
-    except ValueError:
-        pass
-    return _PSL.privatesuffix(host) or host
+# Headers that carry an identity: sent only to the origin they were meant for.
+CREDENTIAL_HEADERS = frozenset(("authorization", "cookie", "proxy-authorization"))
 
 
 def merge_headers(*layers: Mapping[str, str] | None) -> CIMultiDictProxy[str]:
@@ -48,6 +39,17 @@ def merge_headers(*layers: Mapping[str, str] | None) -> CIMultiDictProxy[str]:
         for name, value in (layer or {}).items():
             merged[name] = value  # replaces every case variant of the name
     return CIMultiDictProxy(merged)
+
+
+def split_credentials(
+    headers: Mapping[str, str],
+) -> tuple[CIMultiDictProxy[str], CIMultiDictProxy[str]]:
+    """``headers`` as (everything else, the credential headers)."""
+    plain: CIMultiDict[str] = CIMultiDict()
+    secret: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        (secret if name.lower() in CREDENTIAL_HEADERS else plain).add(name, value)
+    return CIMultiDictProxy(plain), CIMultiDictProxy(secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,30 @@ class SessionPool:
         self._closing: list[aiohttp.ClientSession] = []
         self._unix = {h.lower(): path for h, path in options.unix_sockets.items()}
         self._unix_connectors: dict[str, aiohttp.UnixConnector] = {}
+        self._credentials: dict[str, CIMultiDictProxy[str]] = {}
+
+    def credentials(self, host: str) -> CIMultiDictProxy[str]:
+        """The configured credential headers (Authorization, Cookie, Proxy-Authorization)
+        for ``host``'s domain: DEFAULT_HEADERS, the spider's and DOMAIN_HEADERS merged.
+
+        Sessions never send these by themselves: the downloader adds them to a
+        request only while it stays on the origin it was sent to.
+        """
+        domain = registered_domain(host)
+        found = self._credentials.get(domain)
+        if found is None:
+            _, found = split_credentials(self._layered_headers(domain))
+            if len(self._credentials) < self._options.max_open:
+                self._credentials[domain] = found
+        return found
+
+    def _layered_headers(self, domain: str) -> CIMultiDictProxy[str]:
+        options = self._options
+        return merge_headers(
+            {"Accept-Encoding": ACCEPT_ENCODING},
+            options.headers,
+            options.domain_headers.get(domain),
+        )
 
     def key(self, host: str) -> str:
         """The session key of ``host``: its registered domain (or ``unix:<host>``)."""
@@ -149,9 +175,7 @@ class SessionPool:
 
     def _new_session(self, key: str, host: str) -> aiohttp.ClientSession:
         options = self._options
-        headers = merge_headers(
-            options.headers, options.domain_headers.get(registered_domain(host))
-        )
+        headers, _ = split_credentials(self._layered_headers(registered_domain(host)))
         connector: aiohttp.BaseConnector = self._connector
         if key.startswith("unix:"):
             connector = self._unix_connectors.get(host) or self._unix_connectors.setdefault(
@@ -165,6 +189,8 @@ class SessionPool:
             timeout=self._timeout,
             trust_env=options.trust_env,
             trace_configs=list(options.trace_configs) or None,
+            # we decode ourselves, in bounded steps under MAX_RESPONSE_SIZE (decoding.py)
+            auto_decompress=False,
         )
 
     def _evict_idle(self) -> None:

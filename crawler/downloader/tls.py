@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError
+from ..loglines import get_logger
 
 __all__ = ["TlsOptions", "TlsPolicy"]
 
-logger = logging.getLogger("crawler.downloader.tls")
+logger = get_logger("crawler.downloader.tls")
 
 _FALSE_WORDS = {"false", "0", "no", "off"}
 

@@ -32,7 +32,6 @@ a request is lost only if Redis loses it (README, "Scaling out": persistence set
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import random
 import socket
@@ -42,6 +41,7 @@ from typing import Any
 from ..clock import Clock, MonotonicClock
 from ..errors import ConfigError, CrawlerError
 from ..fingerprint import fingerprint
+from ..loglines import get_logger
 from ..request import Request
 from . import redis_scripts as lua
 from .base import FrontierCounts, Lease, PolitenessPolicy
@@ -52,7 +52,7 @@ from .waiters import LeaseWaiters
 
 __all__ = ["ClusterStatus", "RedisFrontier", "read_status"]
 
-logger = logging.getLogger("crawler.frontier")
+logger = get_logger("crawler.frontier")
 
 _POLL_MIN_S = 0.05
 _POLL_MAX_S = 0.5

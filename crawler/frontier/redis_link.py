@@ -29,6 +29,7 @@ from tenacity import (
 from yarl import URL
 
 from ..errors import ConfigError, CrawlerError
+from ..loglines import get_logger
 from . import redis_scripts as lua
 
 try:
@@ -41,7 +42,7 @@ except ImportError:  # pragma: no cover - the package is an optional dependency
 
 __all__ = ["TRANSIENT", "ClusterStatus", "RedisLink", "read_status", "safe_url"]
 
-logger = logging.getLogger("crawler.frontier")
+logger = get_logger("crawler.frontier")
 
 T = TypeVar("T")
 

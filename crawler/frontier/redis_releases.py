@@ -11,16 +11,16 @@ which the frontier's ``flush()`` calls once the items are written.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import CrawlerError
+from ..loglines import get_logger
 from .redis_link import RedisLink
 
 __all__ = ["Release", "Releases"]
 
-logger = logging.getLogger("crawler.frontier")
+logger = get_logger("crawler.frontier")
 
 Release = tuple[bytes, bytes, float, bytes, str]
 """A lease given back: request id, outcome (D done, F failed, R retry), retry delay, data, URL."""

@@ -17,7 +17,6 @@ Per-host delay overrides and holds are not stored.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 from ..clock import Clock, MonotonicClock
 from ..errors import CrawlerError
 from ..fingerprint import fingerprint
+from ..loglines import get_logger
 from ..request import Request
 from . import sqlite_schema as schema
 from .base import FrontierCounts, Lease, PolitenessPolicy
@@ -37,7 +37,7 @@ from .waiters import LeaseWaiters
 
 __all__ = ["SqliteFrontier"]
 
-logger = logging.getLogger("crawler.frontier")
+logger = get_logger("crawler.frontier")
 
 # Names this module had before the schema moved to sqlite_schema (the tests read them here).
 APPLICATION_ID, SCHEMA_VERSION = schema.APPLICATION_ID, schema.SCHEMA_VERSION

@@ -21,7 +21,6 @@ power loss may lose the last transactions, never corrupt the file.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import aiosqlite
 
 from ..clock import Clock, TimerHandle
 from ..errors import ConfigError, CrawlerError
+from ..loglines import get_logger
 from .domains import HeadKey
 from .sqlite_schema import (
     APPLICATION_ID,
@@ -52,7 +52,7 @@ from .sqlite_schema import (
 
 __all__ = ["Contents", "StateFile"]
 
-logger = logging.getLogger("crawler.frontier")
+logger = get_logger("crawler.frontier")
 
 _CACHE_KIB = 32 * 1024  # page cache: the hot part of the fingerprint index stays in memory
 _CHECKPOINT_PAGES = 4096  # WAL pages between checkpoints (fewer rewrites of hot pages)

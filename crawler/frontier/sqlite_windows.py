@@ -16,13 +16,13 @@ undecodable row FAILED); the counts of pending requests are the frontier's too.
 
 from __future__ import annotations
 
-import logging
 from bisect import insort
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..fingerprint import fingerprint
+from ..loglines import get_logger
 from ..request import Request
 from .domains import HeadKey, HostReadiness
 from .sqlite_file import StateFile
@@ -30,7 +30,7 @@ from .sqlite_schema import refill_query, row_rank
 
 __all__ = ["Entry", "HostWindows", "Window"]
 
-logger = logging.getLogger("crawler.frontier")
+logger = get_logger("crawler.frontier")
 
 Decode = Callable[[int, str, bytes], Request | None]
 """(row id, host, data) -> the stored request, or None to drop the row."""

@@ -23,7 +23,6 @@ is redone in full by the next one. Both are held in memory during a run
 from __future__ import annotations
 
 import hashlib
-import logging
 import sqlite3
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ import orjson
 from itemadapter import ItemAdapter, is_item
 
 from ..errors import ConfigError, DropItem
+from ..loglines import get_logger
 from ..pipeline import item_key
 from ..request import Request
 from ..response import Response
@@ -48,7 +48,7 @@ __all__ = [
     "content_hash",
 ]
 
-logger = logging.getLogger("crawler.jobs")
+logger = get_logger("crawler.jobs")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS validators (

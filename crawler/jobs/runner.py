@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from typing import Any
 
 from ..engine import Crawler, CrawlResult
 from ..errors import ConfigError, SpiderLoadError
+from ..loglines import get_logger
 from ..settings import Settings
 from ..spider import Spider
 from .config import JobConfig
@@ -37,7 +37,7 @@ from .scheduler import utc_now
 
 __all__ = ["ExitCode", "JobPaths", "RunOutcome", "run_job"]
 
-logger = logging.getLogger("crawler.jobs")
+logger = get_logger("crawler.jobs")
 
 
 class ExitCode(IntEnum):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -32,11 +31,12 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from ..loglines import get_logger
 from .config import JobConfig, Schedule
 
 __all__ = ["RunJob", "Scheduler", "next_due", "previous_due", "startup_due", "utc_now"]
 
-logger = logging.getLogger("crawler.jobs")
+logger = get_logger("crawler.jobs")
 
 RunJob = Callable[[JobConfig, datetime, asyncio.Event], Awaitable[int | None]]
 """``(job, due time, stop event) -> exit code``, or None if the run was not started."""

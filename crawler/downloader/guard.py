@@ -1,0 +1,170 @@
+"""The private-network guard: which addresses the crawl may open connections to.
+
+A page on the open web can link or redirect to ``http://169.254.169.254/`` (a
+cloud metadata service), ``http://10.0.0.1/admin`` or a name that resolves to
+one; a crawler that follows it is a request forgery tool. The guard refuses
+every address that is not globally routable (loopback, RFC 1918, 100.64.0.0/10,
+link-local, unique-local, unspecified, multicast, reserved) unless
+
+* the crawl's start requests resolve to it (crawling your own localhost or
+  intranet host needs no setting), or a configured proxy does;
+* it lies in ``ALLOWED_NETWORKS``; or
+* ``BLOCK_PRIVATE_NETWORKS`` is false.
+
+The check runs on the *resolved* address at connect time, in two places: a
+resolver wrapper (DNS names, including non-canonical IP spellings such as
+``2130706433`` that only the system resolver understands) and the connector's
+socket factory (IP literals, which aiohttp never sends to a resolver). So
+redirects, links, DNS rebinding and odd IP spellings all meet the same check.
+Through a proxy only the proxy's own address is seen: what the proxy connects
+to is the proxy's business.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from ..loglines import get_logger
+
+__all__ = ["AddressGuard", "BlockedAddressError", "GuardedResolver"]
+
+logger = get_logger("crawler.downloader.guard")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_MAX_REMEMBERED = 10_000  # hosts logged once each; a hostile page may name millions
+
+
+class BlockedAddressError(OSError):
+    """A connection to ``address`` (for ``host``) was refused by the guard."""
+
+    def __init__(self, host: str, address: str) -> None:
+        what = address if host == address else f"{host} resolves to {address}, which"
+        super().__init__(
+            errno.EACCES,
+            f"{what} is a private, loopback or link-local address;"
+            f" allow it with ALLOWED_NETWORKS=['{_network_hint(address)}']"
+            " or turn the guard off with BLOCK_PRIVATE_NETWORKS=false",
+        )
+        self.host = host
+        self.address = address
+
+
+def _network_hint(address: str) -> str:
+    ip = ipaddress.ip_address(address)
+    return f"{ip}/{ip.max_prefixlen}"
+
+
+def is_public(ip: IPAddress) -> bool:
+    """True for a globally routable unicast address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    return ip.is_global and not ip.is_multicast
+
+
+class AddressGuard:
+    """Decides which resolved addresses the crawl may connect to (see the module docstring)."""
+
+    def __init__(self, enabled: bool = True, allowed_networks: Iterable[str] = ()) -> None:
+        self.enabled = enabled
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
+        self._addresses: set[IPAddress] = set()
+        self._hosts: set[str] = set()
+        self._logged: set[str] = set()
+        self.refused = 0
+
+    def allows(self, ip: IPAddress) -> bool:
+        """True if the crawl may connect to ``ip``."""
+        if not self.enabled or ip in self._addresses or is_public(ip):
+            return True
+        return any(ip in network for network in self._networks)
+
+    def trust_host(self, host: str) -> bool:
+        """Allow whatever ``host`` resolves to (a start request's host, a proxy's host).
+
+        True if ``host`` is a name not trusted before (worth resolving now, so that
+        its addresses are known before other hosts that share them are dialled).
+        """
+        host = host.lower().rstrip(".").strip("[]")
+        try:
+            self._addresses.add(ipaddress.ip_address(host))
+        except ValueError:
+            if host not in self._hosts:
+                self._hosts.add(host)
+                return True
+        return False
+
+    def trust_url(self, url: str) -> None:
+        """Allow the host of ``url`` (a proxy URL, which may carry credentials)."""
+        try:
+            host = URL(url).host
+        except (ValueError, TypeError):
+            return
+        if host:
+            self.trust_host(host)
+
+    def trusts_host(self, host: str) -> bool:
+        """True if ``host`` was trusted with :meth:`trust_host`."""
+        return host.lower().rstrip(".") in self._hosts
+
+    def remember(self, addresses: Iterable[str]) -> None:
+        """Allow ``addresses`` (what a trusted host resolved to)."""
+        for address in addresses:
+            self._addresses.add(_parse(address))
+
+    def check(self, host: str, address: str) -> None:
+        """Raise :class:`BlockedAddressError` if ``address`` (of ``host``) is refused."""
+        if self.allows(_parse(address)):
+            return
+        self.refused += 1
+        if host not in self._logged and len(self._logged) < _MAX_REMEMBERED:
+            self._logged.add(host)
+            logger.warning("refused to connect: %s", BlockedAddressError(host, address).strerror)
+        raise BlockedAddressError(host, address)
+
+    def socket_factory(self, addr_info: tuple[Any, ...]) -> socket.socket:
+        """The connector's socket factory: the last check, on the exact address dialled."""
+        family, type_, proto, _, sockaddr = addr_info
+        address = str(sockaddr[0]).split("%", 1)[0]
+        self.check(address, address)
+        return socket.socket(family=family, type=type_, proto=proto)
+
+
+def _parse(address: str) -> IPAddress:
+    return ipaddress.ip_address(address.split("%", 1)[0])
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves through ``inner`` and drops the answers the guard refuses.
+
+    A name whose every answer is refused fails with :class:`BlockedAddressError`
+    (aiohttp reports it as a connection error carrying it).
+    """
+
+    def __init__(self, inner: AbstractResolver, guard: AddressGuard) -> None:
+        self.inner = inner
+        self._guard = guard
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """Resolve ``host`` and keep only the addresses the guard allows."""
+        results = await self.inner.resolve(host, port, family)
+        guard = self._guard
+        if guard.trusts_host(host):
+            guard.remember(r["host"] for r in results)
+            return results
+        allowed = [r for r in results if guard.allows(_parse(r["host"]))]
+        if not allowed and results:
+            guard.check(host, results[0]["host"])  # counts, logs once, raises
+        return allowed
+
+    async def close(self) -> None:
+        """Close the wrapped resolver."""
+        await self.inner.close()

@@ -1,0 +1,37 @@
+"""The public suffix list, loaded once: registered domains and public suffixes.
+
+Sessions are per registered domain and cookie jars refuse cookies for public
+suffixes; both ask here, so the list (~2 MB, ~180 ms to load) exists once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from publicsuffixlist import PublicSuffixList
+
+__all__ = ["is_public_suffix", "registered_domain"]
+
+_PSL = PublicSuffixList()
+
+
+@lru_cache(maxsize=65536)
+def registered_domain(host: str) -> str:
+    """The registrable domain of ``host`` (``a.example.co.uk`` -> ``example.co.uk``).
+
+    IP addresses, single-label hosts and public suffixes are their own domain.
+    """
+    host = host.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host
+    except ValueError:
+        pass
+    return _PSL.privatesuffix(host) or host
+
+
+@lru_cache(maxsize=4096)
+def is_public_suffix(domain: str) -> bool:
+    """True if ``domain`` is a public suffix (``com``, ``co.uk``, ``github.io``)."""
+    return bool(_PSL.is_public(domain))
