@@ -19,6 +19,7 @@ Every class name says how the engine reacts to it::
     │   ├── HttpError                 a non-2xx response the spider did not ask to handle
     │   └── TooManyRedirects          a redirect loop or a chain over MAX_REDIRECTS
     ├── CallbackError                 a spider callback raised (wraps the original)
+    ├── OutputError                   an output cannot write (disk full): the crawl stops (exit 7)
     └── DropItem                      raised by a pipeline to drop an item (not a failure)
 
 Retry and stats code reads these with ``isinstance``, never by message text.
@@ -39,6 +40,7 @@ __all__ = [
     "HttpError",
     "InvalidRequest",
     "NetworkError",
+    "OutputError",
     "ProxyError",
     "RequestTimeout",
     "ResponseTooLarge",
@@ -155,6 +157,19 @@ class TooManyRedirects(FetchError):
 
 class CallbackError(CrawlerError):
     """A spider callback raised; ``__cause__`` is the original exception."""
+
+
+class OutputError(CrawlerError):
+    """An output (file exporter, database) cannot make items durable.
+
+    Fatal to the crawl: requests in flight are not acked, the state stays
+    resumable, and ``crawl run`` exits with code 7. ``output`` names the output
+    (e.g. ``items.jsonl``); ``__cause__`` is the OS or database error, if any.
+    """
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 class DropItem(CrawlerError):

@@ -11,7 +11,14 @@ from typing import Any, Protocol, runtime_checkable
 from .errors import DropItem, SettingsError
 from .loglines import get_logger
 
-__all__ = ["ItemPipeline", "PipelineChain", "item_key", "load_object", "load_pipeline"]
+__all__ = [
+    "CheckpointedOutput",
+    "ItemPipeline",
+    "PipelineChain",
+    "item_key",
+    "load_object",
+    "load_pipeline",
+]
 
 _current_item_key: ContextVar[str | None] = ContextVar("crawler_item_key", default=None)
 
@@ -41,6 +48,34 @@ class ItemPipeline(Protocol):
 
     async def process_item(self, item: Any, spider: Any) -> Any:
         """Return the item to pass it on, or raise DropItem."""
+
+
+@runtime_checkable
+class CheckpointedOutput(Protocol):
+    """An output whose durable position is saved with every checkpoint (optional capability).
+
+    With ``--state`` the engine asks every such output, right after a durable
+    ``flush(spider)``, for :meth:`durable_position` and saves it in the same
+    transaction as the acks of the requests whose items it holds. On a resume it
+    hands the saved position back through :meth:`resume_at` *before*
+    ``open(spider)``, so the output can cut itself back to exactly what the acked
+    requests produced (files hold each item exactly once across kill -9).
+    """
+
+    def output_id(self) -> str:
+        """A name that is the same in every run of the crawl (e.g. ``jsonlines:/abs/path``)."""
+
+    def durable_position(self) -> dict[str, Any]:
+        """JSON-serialisable position of what the last durable flush made durable."""
+
+    def resume_at(self, position: dict[str, Any] | None, resuming: bool) -> None:
+        """Called before ``open``: ``position`` saved by the last checkpoint (None if none).
+
+        ``resuming`` is False on a fresh start (first run or ``--restart``): an
+        overwriting output may overwrite. When True, it must never overwrite; it
+        cuts back to ``position`` and raises :class:`~crawler.errors.OutputError`
+        if the output is shorter than ``position`` or was replaced.
+        """
 
 
 def load_object(spec: Any, setting: str) -> Any:

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from ..request import Request
 
-__all__ = ["Frontier", "FrontierCounts", "Lease", "PolitenessPolicy"]
+__all__ = ["CheckpointMarks", "Frontier", "FrontierCounts", "Lease", "PolitenessPolicy"]
 
 
 @dataclass(slots=True)
@@ -97,3 +97,19 @@ class Frontier(Protocol):
 
     async def counts(self) -> FrontierCounts:
         """Queued / in flight / done / failed counts."""
+
+
+@runtime_checkable
+class CheckpointMarks(Protocol):
+    """A frontier that stores small named marks atomically with its acks (optional capability).
+
+    The engine saves the outputs' durable positions this way: a position is
+    durable exactly when the acks of the requests whose items it covers are, so
+    a resume can cut every file back to what the acked requests produced.
+    """
+
+    def set_marks(self, marks: Mapping[str, str]) -> None:
+        """Buffer ``marks``; the next ``flush()`` writes them in the acks' transaction."""
+
+    async def load_marks(self) -> dict[str, str]:
+        """The marks written by the last successful flush (empty if none)."""
