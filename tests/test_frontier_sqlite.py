@@ -91,6 +91,37 @@ async def drain(frontier: SqliteFrontier) -> list[str]:
 # -- resume -------------------------------------------------------------------------------
 
 
+async def test_close_without_a_checkpoint_does_not_mark_requests_done(
+    open_state: Open, tmp_path: Path
+) -> None:
+    # An output failed, so the engine skipped its last checkpoint: nothing acked since the
+    # previous one may become durable on the way out, or its items would be lost.
+    frontier = await open_state()
+    await frontier.push([req(f"/{n}") for n in range(3)])
+    await frontier.ack(await lease_now(frontier))
+    frontier.set_marks({"outputs": "after"})
+    await frontier.close()
+    again = await open_state(tmp_path / "frontier.db")
+    assert await again.counts() == FrontierCounts(queued=3, in_flight=0, done=0, failed=0)
+    assert await again.load_marks() == {}
+
+
+async def test_marks_are_written_with_the_acks_of_the_same_flush(
+    open_state: Open, tmp_path: Path
+) -> None:
+    frontier = await open_state()
+    await frontier.push([req(f"/{n}") for n in range(3)])
+    await frontier.ack(await lease_now(frontier))
+    frontier.set_marks({"outputs": '{"a": 1}'})
+    await frontier.flush()
+    await frontier.ack(await lease_now(frontier))
+    frontier.set_marks({"outputs": '{"a": 2}'})  # set, but never flushed
+    await frontier.close()
+    again = await open_state(tmp_path / "frontier.db")
+    assert await again.load_marks() == {"outputs": '{"a": 1}'}
+    assert (await again.counts()).done == 1
+
+
 async def test_resume_keeps_pending_requeues_leased_and_skips_done(
     open_state: Open, tmp_path: Path
 ) -> None:
@@ -100,6 +131,7 @@ async def test_resume_keeps_pending_requeues_leased_and_skips_done(
     await frontier.ack(done)
     await frontier.fail(failed, "timeout")
     assert in_flight.request.url == "http://a.test/2"
+    await frontier.flush()  # the engine's checkpoint: done and failed become durable
     await frontier.close()  # /2 is still leased: it was in flight when the crawl stopped
 
     again = await open_state(tmp_path / "frontier.db")

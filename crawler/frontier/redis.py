@@ -152,7 +152,7 @@ class RedisFrontier:
             self._tasks.append(asyncio.create_task(self._flush_loop(), name=f"flush {self.job}"))
 
     async def close(self) -> None:
-        """Stop; make acks final, give leases still held back to the queue, disconnect."""
+        """Stop; send acks (final only if flushed), give leases still held back, disconnect."""
         self.stop()
         link = self._link
         if not link.is_open:

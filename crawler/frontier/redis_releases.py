@@ -122,11 +122,15 @@ class Releases:
             self.on_ready()
 
     async def close(self, give_up_s: float) -> None:
-        """Send everything and make it final."""
+        """Send everything; what no ``finalize()`` made final stays leased.
+
+        The engine's last checkpoint finalizes after the items are written; if it
+        could not (an output failed), those requests must be fetched again: their
+        leases expire and another worker (or the next run) takes them.
+        """
         await self.send(give_up_s=give_up_s)
         if self._sender is not None:
             await asyncio.gather(self._sender, return_exceptions=True)
-        await self.finalize(give_up_s)
 
     def clear(self) -> None:
         """Forget everything (the job's keys were deleted)."""

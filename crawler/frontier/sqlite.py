@@ -18,7 +18,7 @@ Per-host delay overrides and holds are not stored.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +299,15 @@ class SqliteFrontier:
     async def flush(self) -> None:
         """Write every buffered push and state change (DONE/FAILED included) in one transaction."""
         await self._file.flush()
+
+    def set_marks(self, marks: Mapping[str, str]) -> None:
+        """Buffer ``marks``; the next ``flush()`` writes them with the DONE marks, atomically."""
+        self._file.marks.update(marks)
+
+    async def load_marks(self) -> dict[str, str]:
+        """The marks written by the last successful ``flush()`` (empty if none)."""
+        async with self._file.lock:
+            return await self._file.load_marks()
 
     async def is_finished(self) -> bool:
         """True if the state holds a finished crawl: nothing queued or in flight, some done."""

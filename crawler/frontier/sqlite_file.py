@@ -52,6 +52,8 @@ from .sqlite_schema import (
 
 __all__ = ["Contents", "StateFile"]
 
+_MARK = "mark:"  # meta keys holding CheckpointMarks
+SET_MARK = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 logger = get_logger("crawler.frontier")
 
 _CACHE_KIB = 32 * 1024  # page cache: the hot part of the fingerprint index stays in memory
@@ -119,6 +121,8 @@ class StateFile:
         self.dirty_hosts: dict[str, int] = {}
         self.recent: dict[bytes, None] = {}  # fingerprints known to be stored (a bounded cache)
         self.unflushed_delay = float("inf")  # earliest ready_at among buffered retries
+        # Marks (the outputs' durable positions) written with the next full flush's DONE marks.
+        self.marks: dict[str, str] = {}
 
     # -- open / close -------------------------------------------------------------------
 
@@ -135,7 +139,12 @@ class StateFile:
         return contents
 
     async def close(self) -> None:
-        """Write everything buffered and release the file."""
+        """Write what is buffered, except DONE/FAILED marks, and release the file.
+
+        Requests become done only through an explicit ``flush()`` (the engine's
+        checkpoint, after the items they produced are durable): a crawl stopped
+        because an output failed must not mark their requests done on its way out.
+        """
         db = self.db
         if db is None:
             return
@@ -147,7 +156,8 @@ class StateFile:
             await asyncio.gather(self._flusher, return_exceptions=True)
             self._flusher = None
         try:
-            await self.flush()
+            async with self.lock:
+                await self.write(full=False)
         finally:
             self.db = None
             await db.close()
@@ -236,13 +246,14 @@ class StateFile:
         Call with the lock held.
         """
         db = self.db
-        if db is None or not (self.inserts or self.updates or (full and self.finals)):
+        marks = self.marks if full else {}
+        if db is None or not (self.inserts or self.updates or (full and (self.finals or marks))):
             return
         inserts, updates, finals = self.inserts, self.updates, self.finals if full else []
         unflushed, dirty = self.unflushed, self.dirty
         self.inserts, self.updates, self.unflushed = [], [], set()
         if full:
-            self.finals = []
+            self.finals, self.marks = [], {}
         # Every row leased (or retried) is now written as such: none reads as PENDING.
         self.dirty, self.dirty_hosts = {}, {}
         self.unflushed_delay = float("inf")
@@ -253,6 +264,8 @@ class StateFile:
             # In order, runs of one statement batched. DONE/FAILED come last: they end a row.
             for sql, run in groupby((*updates, *finals), key=itemgetter(0)):
                 await db.executemany(sql, [params for _, params in run])
+            if marks:
+                await db.executemany(SET_MARK, [(_MARK + k, v) for k, v in marks.items()])
             await db.execute("COMMIT")
         except BaseException as exc:
             # Keep the changes for the next flush (re-applying them is harmless: rows are
@@ -261,6 +274,7 @@ class StateFile:
             self.updates[:0] = updates
             if full:
                 self.finals[:0] = finals
+                self.marks = {**marks, **self.marks}  # newer marks set meanwhile win
             self.unflushed |= unflushed
             for row_id, host in dirty.items():
                 if row_id not in self.dirty:
@@ -275,6 +289,11 @@ class StateFile:
             raise
 
     # -- reading ------------------------------------------------------------------------
+
+    async def load_marks(self) -> dict[str, str]:
+        """The marks the last full flush wrote."""
+        rows = await self.query("SELECT key, value FROM meta WHERE key GLOB ?", (_MARK + "*",))
+        return {key[len(_MARK) :]: value for key, value in rows}
 
     async def existing(self, fps: Sequence[bytes]) -> set[bytes]:
         """Those of ``fps`` stored in the file (buffered inserts not included)."""
