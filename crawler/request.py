@@ -146,6 +146,27 @@ class Request:
         return url.with_user(None)
 
     @property
+    def has_url_credentials(self) -> bool:
+        """True if this request's Authorization came from ``user:password@`` in its URL."""
+        return self._url_auth is not None
+
+    def lend_url_credentials(self, link: Request) -> Request:
+        """Give ``link`` this request's URL credentials if it is on the same origin and
+        has no Authorization of its own (a site crawled as ``http://user:pw@host/``
+        stays logged in on its own links, and only there); returns ``link``."""
+        auth = self._url_auth
+        if auth is None or link._url_auth is not None or _has_authorization(link.headers):
+            return link
+        try:
+            same = link._url.origin() == self._url.origin()
+        except ValueError:
+            return link
+        if same:
+            link.headers = _with_header(link.headers, "Authorization", auth)
+            link._url_auth = auth
+        return link
+
+    @property
     def host(self) -> str:
         """The lower-cased host name: the unit of politeness (concurrency and delay)."""
         return self._url.host or ""

@@ -16,7 +16,7 @@ from w3lib.encoding import html_to_unicode
 from yarl import URL
 
 from .errors import InvalidRequest
-from .loglines import get_logger
+from .loglines import get_logger, short_url
 from .nesting import cap_nesting
 from .request import Request
 
@@ -247,8 +247,12 @@ class Response:
         try:
             url = self._base_url().join(href if isinstance(href, URL) else URL(href.strip()))
         except (ValueError, TypeError) as exc:
-            raise InvalidRequest(f"malformed link {href!r} on {self.url}: {exc}") from None
-        return Request(url, **kwargs)  # type: ignore[arg-type]
+            raise InvalidRequest(
+                f"malformed link {short_url(str(href))!r} on {short_url(self.url)}: {exc}"
+            ) from None
+        request = Request(url, **kwargs)  # type: ignore[arg-type]
+        source = self.request
+        return source.lend_url_credentials(request) if source.has_url_credentials else request
 
     def follow_all(
         self,
@@ -313,4 +317,7 @@ class Response:
                     requests.append(Request(url, **kwargs))  # type: ignore[arg-type]
             except (ValueError, TypeError, InvalidRequest):
                 continue
+        source = self.request
+        if source.has_url_credentials:  # rare: a site crawled as http://user:pw@host/
+            requests = [source.lend_url_credentials(r) for r in requests]
         return requests

@@ -391,7 +391,8 @@ def _to_dict(value: Any) -> dict[str, Any]:
 def _check_str_dict(mapping: dict[str, Any]) -> None:
     for key, item in mapping.items():
         if not isinstance(key, str) or not isinstance(item, str):
-            raise ValueError(f"expected string keys and values, got {key!r}: {item!r}")
+            shown = f"a {type(item).__name__}" if isinstance(key, str) else repr(item)[:60]
+            raise ValueError(f"expected string keys and values, got {key!r:.60}: {shown}")
 
 
 def _check_resolve(mapping: dict[str, str]) -> None:

@@ -11,7 +11,7 @@ import pytest
 from backports import zstd
 
 from crawler.downloader.decoding import ACCEPT_ENCODING, MAX_MEMBERS, STEP_BYTES, BodyDecoder
-from crawler.errors import BadResponse
+from crawler.errors import BadResponse, ResponseTooLarge
 
 PAYLOAD = os.urandom(50_000) + bytes(3 * STEP_BYTES) + b"end"
 
@@ -82,3 +82,53 @@ def test_unknown_encodings_pass_the_body_through_and_too_many_layers_fail() -> N
 
 def test_only_decodable_encodings_are_advertised() -> None:
     assert ACCEPT_ENCODING == "gzip, deflate, br, zstd"
+
+
+def _empty_blocks_gzip(mib: int) -> bytes:
+    """A gzip stream that never ends: a header, then ``mib`` MiB of empty stored blocks."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    head = packer.compress(b"") + packer.flush(zlib.Z_SYNC_FLUSH)
+    block = packer.flush(zlib.Z_FULL_FLUSH)  # 00 00 00 ff ff: decodes to nothing
+    return head + block * (mib * 1024 * 1024 // len(block))
+
+
+def test_an_inner_layer_that_swallows_everything_still_counts_as_work() -> None:
+    # br around a gzip stream of empty blocks: the outer layer decodes 64 MiB, the inner
+    # one turns it into nothing. The work is capped, and the caller gets heartbeats.
+    body = brotli.compress(_empty_blocks_gzip(64), quality=1)
+    decoder = BodyDecoder("gzip, br", "http://a.test/", max_work=3 * 1024 * 1024)
+    heartbeats = 0
+    with pytest.raises(ResponseTooLarge, match="decodes to over 3145728 bytes"):
+        for piece in decoder.feed(body):
+            assert piece == b""
+            heartbeats += 1
+    assert heartbeats >= 3 * 1024 * 1024 // (2 * STEP_BYTES)
+
+
+def test_an_ended_inner_stream_stops_the_outer_layers() -> None:
+    inner = gzip.compress(b"the page") + bytes(50 * 1024 * 1024)  # then 50 MiB of zeros
+    decoder = BodyDecoder("gzip, br", "http://a.test/", max_work=10 * 1024 * 1024)
+    body = brotli.compress(inner, quality=1)
+    assert b"".join(decoder.feed(body)) == b"the page"
+    assert decoder.work < 10 * 1024 * 1024
+
+
+def test_trailing_bytes_are_ignored_whichever_read_they_arrive_in() -> None:
+    body = gzip.compress(b"body") + b"\r\njunk after the end"
+    for split in range(1, len(body)):
+        decoder = BodyDecoder("gzip", "http://a.test/")
+        out = b"".join([*decoder.feed(body[:split]), *decoder.feed(body[split:])])
+        decoder.finish()
+        assert out == b"body", split
+
+
+@pytest.mark.parametrize("encoding", list(ENCODERS))
+def test_a_truncated_stream_is_a_bad_response(encoding: str) -> None:
+    body = ENCODERS[encoding](PAYLOAD)
+    decoder = BodyDecoder(encoding, "http://a.test/")
+    list(decoder.feed(body[: len(body) // 2]))
+    with pytest.raises(BadResponse, match="truncated"):
+        decoder.finish()
+    whole = BodyDecoder(encoding, "http://a.test/")
+    list(whole.feed(body))
+    whole.finish()  # a complete stream is fine

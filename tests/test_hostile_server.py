@@ -368,3 +368,127 @@ async def test_a_url_with_userinfo_is_sent_as_basic_auth_to_its_origin_only() ->
     assert server.requests[0].headers["Authorization"] == expected
     assert run.stats.get("internal_errors", 0) == 0
     assert "s3cret" not in spider.responses[0].url
+
+
+async def test_a_stack_whose_inner_layer_swallows_everything_is_refused() -> None:
+    import brotli
+    from test_decoding import _empty_blocks_gzip
+
+    body = brotli.compress(_empty_blocks_gzip(64), quality=1)  # 64 MiB of nothing, in 45 KB
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Encoding": "gzip, br"})
+
+    async with SiteServer({"127.0.0.1": {"/": handler}}) as server:
+        spider = Fetch([server.url("127.0.0.1")])
+        run = await crawl(spider, MAX_RESPONSE_SIZE=CAP)
+    assert run.stats["failures/too_large"] == 1
+    assert "across its gzip, br layers" in str(spider.failures[0])
+
+
+async def test_bodiless_responses_are_not_held_to_their_content_length() -> None:
+    async def head(request: web.Request) -> web.Response:
+        return web.Response(headers={"Content-Length": str(10 * CAP), "Content-Encoding": "br"})
+
+    async def not_modified(request: web.Request) -> web.Response:
+        return web.Response(status=304, headers={"Content-Length": str(10 * CAP)})
+
+    pages = {"127.0.0.1": {"/file": head, "/cached": not_modified}}
+    async with SiteServer(pages) as server:
+        spider = Fetch(
+            requests=[
+                Request(server.url("127.0.0.1", "/file"), method="HEAD"),
+                Request(
+                    server.url("127.0.0.1", "/cached"),
+                    meta={"handle_httpstatus_list": [304]},
+                ),
+            ]
+        )
+        run = await crawl(spider, MAX_RESPONSE_SIZE=CAP)
+    assert "failures/too_large" not in run.stats
+    assert sorted(r.status for r in spider.responses) == [200, 304]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1", "10.1.2.3", "100.64.0.1", "169.254.169.254", "172.16.0.1", "192.168.1.1",
+        "192.0.0.8", "0.0.0.0", "224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1",
+        "fc00::1", "ff02::1", "::ffff:127.0.0.1", "64:ff9b::a00:1", "64:ff9b:1::a9fe:a9fe",
+        "2002:7f00:1::1", "::7f00:1", "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+    ],
+)  # fmt: skip
+def test_private_addresses_in_every_spelling_are_not_public(address: str) -> None:
+    import ipaddress
+
+    from crawler.downloader.guard import is_public
+
+    assert not is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "64:ff9b::808:808"])
+def test_public_addresses_are_public(address: str) -> None:
+    import ipaddress
+
+    from crawler.downloader.guard import is_public
+
+    assert is_public(ipaddress.ip_address(address))
+
+
+async def test_a_private_ip_literal_is_refused_even_through_a_proxy(
+    private_host: SiteServer, tmp_path: Any
+) -> None:
+    from peers import tinyproxy
+
+    link = f"http://127.0.0.2:{private_host.port}/admin"
+    async with tinyproxy(tmp_path) as proxy:
+        async with SiteServer({"127.0.0.1": {"/": f'<a href="{link}">x</a>'}}) as server:
+            spider = Fetch([server.url("127.0.0.1")], follow=True)
+            run = await crawl(spider, PROXY=proxy.url)
+    assert run.stats["pages"] == 1  # the start page, through the proxy (on loopback: trusted)
+    assert run.stats["failures/blocked_address"] == 1
+    assert private_host.requests == []
+    assert "through a proxy" in str(spider.failures[0])
+
+
+async def test_spider_wide_credentials_stay_on_the_start_domains() -> None:
+    pages = {
+        "a.test": {"/": '<a href="http://b.test:{port}/">b</a>'},
+        "b.test": {"/": "<p>elsewhere</p>"},
+    }
+    async with SiteServer(pages) as server:
+        pages["a.test"]["/"] = f'<a href="{server.url("b.test")}">b</a>'
+        spider = Fetch([server.url("a.test")], follow=True)
+        spider.cookies = {"sid": "spider-session"}
+        await crawl(
+            spider,
+            RESOLVE=server.resolve_map(),
+            DEFAULT_HEADERS={"Authorization": "Bearer global", "X-Plain": "kept"},
+            DOMAIN_HEADERS={"b.test": {"Authorization": "Bearer for-b"}},
+        )
+    a, b = server.requests
+    assert (a.headers["Authorization"], a.headers["Cookie"]) == (
+        "Bearer global",
+        "sid=spider-session",
+    )
+    assert b.headers["Authorization"] == "Bearer for-b"  # its own, from DOMAIN_HEADERS
+    assert "Cookie" not in b.headers
+    assert b.headers["X-Plain"] == "kept"  # only credentials are scoped
+
+
+async def test_url_credentials_carry_to_same_origin_links_only() -> None:
+    async with SiteServer({"127.0.0.1": {"/elsewhere": "<p>other port</p>"}}) as other:
+        pages = {
+            "127.0.0.1": {
+                "/": f'<a href="/next">n</a><a href="{other.url("127.0.0.1", "/elsewhere")}">o</a>',
+                "/next": "<p>still in</p>",
+            }
+        }
+        async with SiteServer(pages) as server:
+            url = server.url("127.0.0.1").replace("://", "://user:s3cret@")
+            spider = Fetch([url], follow=True)
+            await crawl(spider)
+    expected = "Basic " + base64.b64encode(b"user:s3cret").decode()
+    assert [r.headers.get("Authorization") for r in server.requests] == [expected, expected]
+    assert [r.path_qs for r in other.requests] == ["/elsewhere"]
+    assert "Authorization" not in other.requests[0].headers

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+import ipaddress
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import RequestTimeout, SettingsError, TooManyRedirects
+from ..errors import BlockedAddress, RequestTimeout, SettingsError, TooManyRedirects
 from ..loglines import get_logger, short_url
 from ..pipeline import load_object
 from ..request import Request
@@ -20,7 +20,7 @@ from ..settings import Settings
 from .connector import Connector, ConnectorOptions, build_connector
 from .cookies import check_cookies
 from .fetch import BodyLimit, fetch
-from .guard import AddressGuard
+from .guard import AddressGuard, BlockedAddressError, GuardedResolver
 from .proxies import check_proxy_url, redact
 from .redirects import REDIRECT_STATUSES, next_hop
 from .sessions import SessionOptions, SessionPool, merge_headers, registered_domain
@@ -160,6 +160,7 @@ class Downloader:
         if options.proxy:
             self.guard.trust_url(options.proxy)
         self._trusted_proxies: set[str] = set()
+        self._default_limit = BodyLimit(options.max_bytes)
         self._connector: Connector | None = None
         self._sessions: SessionPool | None = None
 
@@ -175,18 +176,41 @@ class Downloader:
         """Let the crawl connect to whatever ``host`` (a start request's) resolves to,
         private or not: crawling your own localhost or intranet needs no setting.
 
-        A new name is resolved now, so its addresses are allowed even for other
-        hosts that share them and happen to be fetched first.
+        Cheap: the name is resolved when it is first fetched, or when a private
+        address turns up that it might explain (see ``guard.py``). Its domain also
+        gets the spider-wide credentials and cookies (see ``SessionPool.credentials``).
         """
+        self.guard.trust_host(host)
+        self.sessions.add_home(host)
+
+    async def _explain_literal(self, hop: Request) -> None:
+        """Before dialling a private IP literal, resolve the start hosts not resolved yet:
+        one of them may be that address (the socket factory cannot wait for DNS)."""
         connector = self._connector
-        if not self.guard.trust_host(host) or connector is None:
-            return
-        resolver = connector.owned_resolver
-        if resolver is not None:
+        resolver = connector.owned_resolver if connector is not None else None
+        if isinstance(resolver, GuardedResolver):
             try:
-                await resolver.resolve(host, 0, socket.AF_UNSPEC)
-            except Exception as exc:  # the start request itself will fail and say why
-                logger.debug("could not resolve start host %s: %s", host, exc)
+                address = ipaddress.ip_address(hop.host.strip("[]"))
+            except ValueError:
+                return
+            if not self.guard.allows(address):
+                await resolver.resolve_pending()
+
+    def _check_through_proxy(self, hop: Request) -> None:
+        """A proxy resolves names itself, but an IP literal (or localhost) in the URL is
+        visibly private: refuse it here rather than ask the proxy to fetch it."""
+        host = hop.host.strip("[]")
+        address = "127.0.0.1" if host == "localhost" or host.endswith(".localhost") else host
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            return
+        try:
+            self.guard.check(host, address)
+        except BlockedAddressError as exc:
+            raise BlockedAddress(
+                f"not fetching {short_url(hop.url)} through a proxy: {exc.strerror}", hop.url
+            ) from None
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
@@ -230,7 +254,7 @@ class Downloader:
         """The body limit for ``request``: MAX_RESPONSE_SIZE unless its meta says otherwise."""
         meta = request.meta
         if MAXSIZE_META not in meta and TRUNCATE_META not in meta:
-            return BodyLimit(self.options.max_bytes)
+            return self._default_limit
         max_bytes = meta.get(MAXSIZE_META, self.options.max_bytes)
         return BodyLimit(int(max_bytes), truncate=bool(meta.get(TRUNCATE_META)))
 
@@ -250,6 +274,10 @@ class Downloader:
         """
         pool = self.sessions
         host = hop.host
+        if self.guard.pending:
+            await self._explain_literal(hop)
+        if proxy and self.guard.enabled:
+            self._check_through_proxy(hop)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise RequestTimeout(f"timed out fetching {short_url(hop.url)}", hop.url)

@@ -368,7 +368,7 @@ def check_cookies(cookies: Mapping[str, str], where: str) -> dict[str, str]:
             morsels[name] = value
         except CookieError as exc:
             raise SettingsError(
-                f"bad value {where}: cookie {name!r}={value!r:.40} cannot be sent ({exc})"
+                f"bad value {where}: cookie {name!r:.60} cannot be sent ({exc})"
             ) from None
     return dict(cookies)
 

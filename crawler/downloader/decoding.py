@@ -23,8 +23,8 @@ import zlib
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from ..errors import BadResponse
-from ..loglines import short_url
+from ..errors import BadResponse, ResponseTooLarge
+from ..loglines import cap, short_url
 
 __all__ = ["ACCEPT_ENCODING", "MAX_LAYERS", "STEP_BYTES", "BodyDecoder"]
 
@@ -37,7 +37,11 @@ _ERRORS: tuple[type[BaseException], ...] = (zlib.error, ValueError, EOFError)
 try:  # output_buffer_limit arrived in Brotli 1.2; an older one could not be bounded
     import brotli
 
-    _HAS_BROTLI = "output_buffer_limit" in (brotli.Decompressor.process.__doc__ or "")
+    try:
+        brotli.Decompressor().process(b"", output_buffer_limit=1)
+        _HAS_BROTLI = True
+    except TypeError:  # Brotli < 1.2
+        _HAS_BROTLI = False
     _ERRORS += (brotli.error,)
 except ImportError:  # pragma: no cover - Brotli is optional
     _HAS_BROTLI = False
@@ -68,6 +72,14 @@ ACCEPT_ENCODING = ", ".join(e for e in _DECODABLE if e != "x-gzip")
 class _Layer(Protocol):
     def feed(self, data: bytes) -> Iterator[bytes]: ...
 
+    @property
+    def done(self) -> bool:
+        """The stream ended: whatever comes after it is ignored."""
+
+    @property
+    def truncated(self) -> bool:
+        """A stream began and has not ended (asked once the body is over)."""
+
 
 class _ZlibLayer:
     """gzip (with concatenated members) or deflate, at most STEP_BYTES out per step."""
@@ -88,10 +100,21 @@ class _ZlibLayer:
         wrapped = first[0] & 0x0F == 8
         return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
 
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def truncated(self) -> bool:
+        return self._obj is not None
+
     def feed(self, data: bytes) -> Iterator[bytes]:
         pending = False  # the last step filled its output: there may be more without input
         while (data or pending) and not self._done:
             if self._obj is None:
+                if self._members and not (self._gzip and _GZIP_MAGIC.startswith(data[:2])):
+                    self._done = True  # after the end: not another member, so ignored
+                    return
                 self._obj = self._start(data)
             obj = self._obj
             out = obj.decompress(data, STEP_BYTES)
@@ -99,21 +122,28 @@ class _ZlibLayer:
             pending = len(out) == STEP_BYTES
             if out:
                 yield out
-            if obj.eof:
+            if obj.eof:  # another gzip member may follow (checked on its first bytes)
                 data, self._obj, pending = obj.unused_data, None, False
-                # another gzip member may follow; anything else after the end is ignored
-                if data and not (self._gzip and _GZIP_MAGIC.startswith(data[:2])):
-                    self._done = True
 
 
 class _BrotliLayer:
     def __init__(self) -> None:
         self._obj = brotli.Decompressor()
+        self._started = False
+
+    @property
+    def done(self) -> bool:
+        return bool(self._obj.is_finished())
+
+    @property
+    def truncated(self) -> bool:
+        return self._started and not self._obj.is_finished()
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         obj = self._obj
         if obj.is_finished():
             return  # trailing bytes after the stream end are ignored
+        self._started = self._started or bool(data)
         out = obj.process(data, output_buffer_limit=STEP_BYTES)
         if out:
             yield out
@@ -132,9 +162,19 @@ class _ZstdLayer:
     def __init__(self) -> None:
         self._obj = _ZstdDecompressor()
         self._frames = 1
+        self._started = False
+
+    @property
+    def done(self) -> bool:
+        return False  # another frame may follow
+
+    @property
+    def truncated(self) -> bool:
+        return self._started and not self._obj.eof
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         obj = self._obj
+        self._started = self._started or bool(data)
         while True:
             out = obj.decompress(data, STEP_BYTES)
             data = b""
@@ -165,12 +205,19 @@ class BodyDecoder:
     """Undoes a response's ``Content-Encoding`` one bounded step at a time.
 
     ``feed(chunk)`` yields decoded pieces of at most :data:`STEP_BYTES` (or the
-    chunk itself when there is nothing to decode); the caller counts them and
-    stops when it has enough. A malformed body raises :class:`BadResponse`.
+    chunk itself when there is nothing to decode), and an empty piece after every
+    step of an outer layer of a stack, so the caller regains control (to give the
+    event loop a turn) however little the inner layers put out. Every layer's
+    output counts as ``work``; past ``max_work`` bytes of it the body is refused as
+    :class:`ResponseTooLarge`: an outer layer cannot decode gigabytes that an
+    inner one throws away. ``finish()`` says whether a stream was cut short.
+    A malformed body raises :class:`BadResponse`.
     """
 
-    def __init__(self, content_encoding: str | None, url: str) -> None:
+    def __init__(self, content_encoding: str | None, url: str, max_work: int = 0) -> None:
         self._url = url
+        self._max_work = max_work
+        self.work = 0
         tokens = [t.strip().lower() for t in (content_encoding or "").split(",")]
         tokens = [t for t in tokens if t and t != "identity"]
         if any(t not in _DECODABLE for t in tokens):
@@ -191,23 +238,41 @@ class BodyDecoder:
         return not self._layers
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
-        """Decoded pieces of ``chunk`` (at most STEP_BYTES each)."""
+        """Decoded pieces of ``chunk`` (at most STEP_BYTES each; empty ones are heartbeats)."""
         try:
             yield from self._push(0, chunk)
         except _ERRORS as exc:
-            raise self._error(exc) from None
+            raise self._error(str(exc) or type(exc).__name__) from None
+
+    def finish(self) -> None:
+        """The body is over: raise :class:`BadResponse` if a compressed stream was cut short."""
+        if any(layer.truncated for layer in self._layers):
+            raise self._error("the compressed stream is truncated")
 
     def _push(self, index: int, data: bytes) -> Iterator[bytes]:
-        if index == len(self._layers):
+        layers = self._layers
+        if index == len(layers):
             if data:
                 yield data
             return
-        for piece in self._layers[index].feed(data):
+        inner = layers[index + 1 :]
+        for piece in layers[index].feed(data):
+            if any(layer.done for layer in inner):
+                return  # an inner stream ended: what this layer holds is ignored anyway
+            self.work += len(piece)
+            if self._max_work and self.work > self._max_work:
+                raise ResponseTooLarge(
+                    f"response from {short_url(self._url)} decodes to over {self._max_work}"
+                    f" bytes across its {', '.join(self.encodings)} layers",
+                    self._url,
+                )
+            if index + 1 < len(layers):
+                yield b""  # a heartbeat: an inner layer may swallow this piece whole
             yield from self._push(index + 1, piece)
 
-    def _error(self, exc: BaseException) -> BadResponse:
+    def _error(self, reason: str) -> BadResponse:
         encoding = ", ".join(self.encodings)
-        reason = str(exc)[:200] or type(exc).__name__
         return BadResponse(
-            f"cannot decode the {encoding} body of {short_url(self._url)}: {reason}", self._url
+            f"cannot decode the {encoding} body of {short_url(self._url)}: {cap(reason, 200)}",
+            self._url,
         )

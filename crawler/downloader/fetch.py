@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 from ..errors import (
     BadResponse,
@@ -26,10 +27,10 @@ from ..errors import (
     ResponseTooLarge,
     TlsError,
 )
-from ..loglines import short_url
+from ..loglines import cap, short_url
 from ..request import Request
 from ..response import Response
-from .decoding import BodyDecoder
+from .decoding import MAX_LAYERS, BodyDecoder
 from .guard import BlockedAddressError
 from .proxies import redact
 
@@ -51,6 +52,7 @@ class BodyLimit:
 # Decoded pieces between two turns of the event loop (STEP_BYTES each: ~1 MiB).
 _STEPS_PER_TURN = 16
 _MAX_REASON = 300
+_BODILESS = frozenset((204, 304))
 
 
 async def fetch(
@@ -84,6 +86,12 @@ async def fetch(
         kwargs["trace_request_ctx"] = timings
     headers = request.headers if headers is None else headers
     if headers:
+        if any(name.lower() == "proxy-authorization" for name in headers):
+            headers, proxy_auth = _split_proxy_auth(headers)
+            if proxy and proxy_auth:
+                # for the proxy only: aiohttp would send a plain header to the origin too
+                # (inside an https tunnel, where no proxy reads it)
+                kwargs["proxy_headers"] = {"Proxy-Authorization": proxy_auth}
         kwargs["headers"] = headers
     if request.cookies:
         kwargs["cookies"] = request.cookies
@@ -108,7 +116,7 @@ async def fetch(
                         " (check the credentials in the proxy URL)",
                         url,
                     )
-                body = await _read_body(resp, limit, url)
+                body = await _read_body(resp, limit, url, request.method)
                 return Response(
                     resp.url,
                     resp.status,
@@ -162,14 +170,20 @@ def _translate(exc: Exception, url: str, proxy: str | None) -> FetchError:
     raise exc
 
 
-async def _read_body(resp: aiohttp.ClientResponse, limit: BodyLimit, url: str) -> bytes:
+async def _read_body(
+    resp: aiohttp.ClientResponse, limit: BodyLimit, url: str, method: str
+) -> bytes:
     """The decoded body, refused (or cut, with ``limit.truncate``) past ``limit.max_bytes``.
 
     On refusal the connection is closed, not pooled: the rest of the body is
-    never read.
+    never read. A response that has no body (HEAD, 1xx, 204, 304) is not
+    checked, whatever its Content-Length or Content-Encoding say.
     """
+    if method == "HEAD" or resp.status < 200 or resp.status in _BODILESS:
+        return b""
     max_bytes = limit.max_bytes
-    decoder = BodyDecoder(resp.headers.get("Content-Encoding"), url)
+    # Every layer of a stack counts: MAX_LAYERS x the cap bounds the decoding work.
+    decoder = BodyDecoder(resp.headers.get("Content-Encoding"), url, max_bytes * MAX_LAYERS)
     length = resp.content_length
     if max_bytes and length is not None and length > max_bytes and not limit.truncate:
         resp.close()
@@ -179,25 +193,44 @@ async def _read_body(resp: aiohttp.ClientResponse, limit: BodyLimit, url: str) -
         )
     parts: list[bytes] = []
     total = steps = 0
-    async for chunk in resp.content.iter_any():
-        for piece in decoder.feed(chunk):
-            total += len(piece)
-            if max_bytes and total > max_bytes:
-                resp.close()
-                if not limit.truncate:
-                    raise ResponseTooLarge(
-                        f"response from {short_url(url)} exceeded"
-                        f" MAX_RESPONSE_SIZE={max_bytes} bytes"
-                        + (" once decoded" if not decoder.identity else ""),
-                        url,
-                    )
-                parts.append(piece[: len(piece) - (total - max_bytes)])
-                return b"".join(parts)
-            parts.append(piece)
-            steps += 1
-            if steps % _STEPS_PER_TURN == 0:
-                await asyncio.sleep(0)  # a long decode must not starve the other requests
+    try:
+        async for chunk in resp.content.iter_any():
+            for piece in decoder.feed(chunk):
+                steps += 1
+                if steps % _STEPS_PER_TURN == 0:
+                    await asyncio.sleep(0)  # a long decode must not starve the other requests
+                if not piece:
+                    continue
+                total += len(piece)
+                if max_bytes and total > max_bytes:
+                    if not limit.truncate:
+                        raise ResponseTooLarge(
+                            f"response from {short_url(url)} exceeded"
+                            f" MAX_RESPONSE_SIZE={max_bytes} bytes"
+                            + (" once decoded" if not decoder.identity else ""),
+                            url,
+                        )
+                    parts.append(piece[: len(piece) - (total - max_bytes)])
+                    resp.close()
+                    return b"".join(parts)
+                parts.append(piece)
+        decoder.finish()
+    except FetchError:
+        resp.close()
+        raise
     return b"".join(parts)
+
+
+def _split_proxy_auth(headers: Mapping[str, str]) -> tuple[CIMultiDict[str], str | None]:
+    """``headers`` without Proxy-Authorization, and its (last) value."""
+    kept: CIMultiDict[str] = CIMultiDict()
+    value = None
+    for name, item in headers.items():
+        if name.lower() == "proxy-authorization":
+            value = item
+        else:
+            kept.add(name, item)
+    return kept, value
 
 
 def _is_tls_alert(exc: BaseException) -> bool:
@@ -215,6 +248,4 @@ def _is_tls_alert(exc: BaseException) -> bool:
 def _reason(exc: BaseException | str) -> str:
     # aiohttp messages may embed a proxy URL with credentials, or quote raw bytes at length.
     text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
-    if len(text) > _MAX_REASON:
-        text = text[:_MAX_REASON] + f"... [{len(text) - _MAX_REASON} chars cut]"
-    return redact(text)
+    return redact(cap(text, _MAX_REASON))

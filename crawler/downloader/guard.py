@@ -22,6 +22,7 @@ to is the proxy's business.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import socket
@@ -39,6 +40,7 @@ logger = get_logger("crawler.downloader.guard")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _MAX_REMEMBERED = 10_000  # hosts logged once each; a hostile page may name millions
+_RESOLVE_AT_ONCE = 64
 
 
 class BlockedAddressError(OSError):
@@ -61,11 +63,41 @@ def _network_hint(address: str) -> str:
     return f"{ip}/{ip.max_prefixlen}"
 
 
+# Never public, whatever this Python's ipaddress tables say (they changed in 3.11.10/3.12.4).
+_NOT_PUBLIC = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3",
+        "::/127", "fc00::/7", "fe80::/10", "ff00::/8", "100::/64", "2001:db8::/32",
+    )
+)  # fmt: skip
+# IPv6 forms that carry an IPv4 address: judged by the IPv4 address inside.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:  # ::ffff:127.0.0.1
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:  # 2002:7f00:1::
+        return ip.sixtofour
+    if ip.teredo is not None:  # the client address a Teredo relay would reach
+        return ip.teredo[1]
+    if ip in _V4_COMPATIBLE or any(ip in net for net in _NAT64):  # ::7f00:1, 64:ff9b::a00:1
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def is_public(ip: IPAddress) -> bool:
-    """True for a globally routable unicast address."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    return ip.is_global and not ip.is_multicast
+    """True for a globally routable unicast address (IPv4 inside IPv6 judged as IPv4)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(ip)
+        if inner is not None:
+            return is_public(inner)
+    if any(ip in network for network in _NOT_PUBLIC if network.version == ip.version):
+        return False
+    return ip.is_global
 
 
 class AddressGuard:
@@ -76,6 +108,7 @@ class AddressGuard:
         self._networks = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
         self._addresses: set[IPAddress] = set()
         self._hosts: set[str] = set()
+        self._pending: set[str] = set()  # trusted names whose addresses are not known yet
         self._logged: set[str] = set()
         self.refused = 0
 
@@ -97,8 +130,19 @@ class AddressGuard:
         except ValueError:
             if host not in self._hosts:
                 self._hosts.add(host)
+                self._pending.add(host)
                 return True
         return False
+
+    @property
+    def pending(self) -> bool:
+        """True while some trusted name has not been resolved yet."""
+        return bool(self._pending)
+
+    def take_pending(self) -> list[str]:
+        """The trusted names not resolved yet (each is handed out once)."""
+        names, self._pending = list(self._pending), set()
+        return names
 
     def trust_url(self, url: str) -> None:
         """Allow the host of ``url`` (a proxy URL, which may carry credentials)."""
@@ -161,9 +205,29 @@ class GuardedResolver(AbstractResolver):
             guard.remember(r["host"] for r in results)
             return results
         allowed = [r for r in results if guard.allows(_parse(r["host"]))]
+        if not allowed and results and guard.pending:
+            await self.resolve_pending()  # a start host not fetched yet may share the address
+            allowed = [r for r in results if guard.allows(_parse(r["host"]))]
         if not allowed and results:
             guard.check(host, results[0]["host"])  # counts, logs once, raises
         return allowed
+
+    async def resolve_pending(self) -> None:
+        """Resolve the trusted names not resolved yet, so their addresses are allowed.
+
+        Done lazily, the first time a private address turns up, instead of for
+        every start host before the crawl begins (a seed list may name 100k hosts).
+        """
+        names = self._guard.take_pending()
+        for start in range(0, len(names), _RESOLVE_AT_ONCE):
+            batch = names[start : start + _RESOLVE_AT_ONCE]
+            answers = await asyncio.gather(
+                *(self.inner.resolve(name, 0, socket.AF_UNSPEC) for name in batch),
+                return_exceptions=True,
+            )
+            for answer in answers:
+                if isinstance(answer, list):
+                    self._guard.remember(r["host"] for r in answer)
 
     async def close(self) -> None:
         """Close the wrapped resolver."""

@@ -28,6 +28,8 @@ __all__ = [
     "registered_domain",
 ]
 
+_CACHED_CREDENTIALS = 4096  # domains whose merged credential headers are kept
+
 # Headers that carry an identity: sent only to the origin they were meant for.
 CREDENTIAL_HEADERS = frozenset(("authorization", "cookie", "proxy-authorization"))
 
@@ -89,20 +91,37 @@ class SessionPool:
         self._unix = {h.lower(): path for h, path in options.unix_sockets.items()}
         self._unix_connectors: dict[str, aiohttp.UnixConnector] = {}
         self._credentials: dict[str, CIMultiDictProxy[str]] = {}
+        self._home: set[str] = set()  # registered domains of the start requests
+
+    def add_home(self, host: str) -> None:
+        """Make ``host``'s registered domain one the crawl started on (see :meth:`credentials`)."""
+        domain = registered_domain(host)
+        if domain not in self._home:
+            self._home.add(domain)
+            self._credentials.pop(domain, None)
 
     def credentials(self, host: str) -> CIMultiDictProxy[str]:
         """The configured credential headers (Authorization, Cookie, Proxy-Authorization)
-        for ``host``'s domain: DEFAULT_HEADERS, the spider's and DOMAIN_HEADERS merged.
+        for ``host``'s domain.
 
-        Sessions never send these by themselves: the downloader adds them to a
-        request only while it stays on the origin it was sent to.
+        Those of DEFAULT_HEADERS and the spider's ``headers`` go only to the
+        domains the start requests are on (as Scrapy scopes ``http_user`` to the
+        first request's domain); DOMAIN_HEADERS go to their own domain. Sessions
+        never send these by themselves: the downloader adds them to a request only
+        while it stays on the origin it was sent to.
         """
         domain = registered_domain(host)
         found = self._credentials.get(domain)
         if found is None:
-            _, found = split_credentials(self._layered_headers(domain))
-            if len(self._credentials) < self._options.max_open:
-                self._credentials[domain] = found
+            if domain in self._home:
+                _, found = split_credentials(self._layered_headers(domain))
+            else:
+                _, found = split_credentials(
+                    merge_headers(self._options.domain_headers.get(domain))
+                )
+            if len(self._credentials) >= _CACHED_CREDENTIALS:
+                self._credentials.pop(next(iter(self._credentials)))
+            self._credentials[domain] = found
         return found
 
     def _layered_headers(self, domain: str) -> CIMultiDictProxy[str]:
@@ -145,7 +164,8 @@ class SessionPool:
         if jar is None:
             jar = self._jars[key] = make_cookie_jar(self._options.cookie_jar)
             domain = registered_domain(host)
-            seed_cookies(jar, domain, self._options.cookies)
+            if domain in self._home:  # the spider's cookies, like its credentials, stay home
+                seed_cookies(jar, domain, self._options.cookies)
             seed_cookies(jar, domain, self._options.domain_cookies.get(domain, {}))
         return jar
 
