@@ -3,6 +3,16 @@
 Every exporter is an :class:`crawler.ItemPipeline` that buffers serialized
 items in memory and writes them in batches off the event loop.
 ``exporter_for(path)`` picks one by the file's extension.
+
+Nothing is lost silently: a write that fails for good (disk full, file too
+large, read-only, I/O error) raises :class:`crawler.errors.OutputError` from
+``process_item``/``flush``/``close``, and every later call raises it again;
+transient failures (EINTR, EAGAIN, a locked database) are retried as a
+:class:`WriteRetry` says. An item that cannot be encoded raises a
+TypeError/ValueError naming its field instead (only that item is dropped).
+The file exporters are :class:`crawler.pipeline.CheckpointedOutput`: a
+resumed crawl cuts each file back to its last checkpoint (exactly once);
+SQLite gets exactly once from its keyed upsert.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from crawler import ItemPipeline
 from crawler.errors import ConfigError
 
 from .csvfile import CsvExporter
+from .faults import WriteRetry
 from .jsonarray import JsonArrayExporter
 from .jsonlines import JsonLinesExporter
 from .sqlite import SqliteExporter
@@ -22,6 +33,7 @@ __all__ = [
     "JsonArrayExporter",
     "JsonLinesExporter",
     "SqliteExporter",
+    "WriteRetry",
     "exporter_for",
 ]
 

@@ -9,10 +9,14 @@ import os
 from collections.abc import Sequence
 from typing import IO, Any
 
-from crawler.errors import ConfigError
+import orjson
+
+from crawler.errors import ConfigError, OutputError
 from crawler.loglines import get_logger
 
-from .jsonlines import FLUSH_BYTES, BufferedFile, dumps, to_dict
+from .faults import DEFAULT_RETRY, WriteRetry
+from .files import BufferedFile
+from .jsonlines import dumps, to_dict, unencodable
 
 __all__ = ["CsvExporter"]
 
@@ -62,14 +66,17 @@ def whole_records(file: IO[bytes], size: int) -> int:
     return 0
 
 
-def _cell(value: Any) -> Any:
+def _cell(name: str, value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, (str, int, float)):
         return value
     if isinstance(value, (dict, list, tuple, set, frozenset)):
         # A cell is flat text; JSON keeps nested values recoverable.
-        return dumps(value).decode()
+        try:
+            return dumps(value).decode()
+        except orjson.JSONEncodeError as exc:
+            raise unencodable({name: value}, exc) from exc
     return str(value)
 
 
@@ -81,12 +88,14 @@ class CsvExporter:
     outside the columns are dropped (a CSV file cannot grow columns) with one
     warning per dropped field; missing keys give empty cells. A partial last
     row left by a crash is truncated before appending (with a warning).
-    ``flush(spider)`` writes and fsyncs every row processed so far.
+    ``flush(spider)`` writes and fsyncs every row processed so far. A write
+    that fails for good raises :class:`~crawler.errors.OutputError`.
 
-    Resuming a crawl gives *at least once* delivery: each item is in the file
-    at least once, but items of requests in flight at the crash (processed,
-    not yet checkpointed) are written again and may appear twice. De-duplicate
-    downstream, or use a SQLite output for exactly once.
+    With a state folder it is a :class:`~crawler.pipeline.CheckpointedOutput`:
+    ``durable_position()`` is ``{"offset", "dev", "ino", "header", "fields"}``
+    (whether the header row is in the file, and its columns); a resume cuts
+    the file back to it and goes on with those columns and no second header,
+    so each item is in the file exactly once.
     """
 
     def __init__(
@@ -94,39 +103,72 @@ class CsvExporter:
         path: str | os.PathLike[str],
         overwrite: bool = False,
         fields: Sequence[str] | None = None,
+        *,
+        retry: WriteRetry = DEFAULT_RETRY,
     ) -> None:
         self.path = path
         self.overwrite = overwrite
         self._fields_option = list(fields) if fields else None
         # The columns written; without ``fields`` known only after the first item.
         self.fields = self._fields_option
-        self._out = BufferedFile(path, complete_prefix=whole_records)
+        self._out = BufferedFile(path, complete_prefix=whole_records, retry=retry)
         self._columns: set[str] = set()
         self._dropped: set[str] = set()
         self._header_pending = True
-        self._new_batch()
+        self._resume_header: tuple[bool, list[str] | None] | None = None
+        # One row at a time is formatted here, then encoded: a bad row fails alone.
+        self._text = io.StringIO()
+        self._writer = csv.writer(self._text)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {os.fspath(self.path)!r}>"
-
-    def _new_batch(self) -> None:
-        self._text = io.StringIO()
-        self._writer = csv.writer(self._text)
 
     def _set_fields(self, fields: list[str]) -> None:
         self.fields = fields
         self._columns = set(fields)
 
+    def _mark(self) -> dict[str, Any]:
+        return {"header": not self._header_pending, "fields": self.fields}
+
+    def output_id(self) -> str:
+        """``csv:/absolute/path``."""
+        return self._out.output_id("csv")
+
+    def durable_position(self) -> dict[str, Any]:
+        """``{"offset", "dev", "ino", "header", "fields"}`` after the last durable flush."""
+        return self._out.position()
+
+    def resume_at(self, position: dict[str, Any] | None, resuming: bool) -> None:
+        """Before ``open``: cut back to ``position`` when resuming (OutputError if impossible)."""
+        self._out.resume_at(position, resuming)
+        self._resume_header = None
+        if self._out.resume_mark is not None and position is not None:
+            header, fields = position.get("header"), position.get("fields")
+            if not isinstance(header, bool) or not (
+                fields is None
+                or (isinstance(fields, list) and all(isinstance(f, str) for f in fields))
+            ):
+                raise OutputError(
+                    f"cannot resume {self._out.name}: the position saved for it is not valid;"
+                    " run with --restart to start the crawl over",
+                    self._out.name,
+                )
+            self._resume_header = (header and bool(fields), fields)
+
     async def open(self, spider: Any) -> None:
-        """Open the file (dropping a partial last row), then read its header when appending."""
+        """Open the file (cut back to the checkpoint or a partial last row); find the header."""
         self.fields = self._fields_option
         self._columns = set()
         self._dropped = set()
         self._header_pending = True
-        self._new_batch()
+        resumed, self._resume_header = self._resume_header, None
+        appending = (not self.overwrite or self._out.resuming) and not self._out.is_stdout
         await self._out.open(overwrite=self.overwrite, spider=spider)
         existing = None
-        if not self.overwrite and not self._out.is_stdout:
+        if resumed is not None:
+            header, fields = resumed
+            existing = fields if header and self._out.offset > 0 else None
+        elif appending:
             try:
                 existing = await asyncio.to_thread(_read_header, self.path)
             except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -148,26 +190,50 @@ class CsvExporter:
             self._header_pending = False
         elif self.fields is not None:
             self._set_fields(self.fields)
+        self._out.mark_opened(self._mark())
         if self.fields is not None and self._header_pending:
             # Known columns: write the header even if the crawl yields no item.
-            self._writer.writerow(self.fields)
+            self._out.write_nowait(self._row(self.fields, self.fields))
             self._header_pending = False
 
+    def _row(self, names: list[str], cells: list[Any]) -> bytes:
+        """One CSV row as UTF-8; ValueError naming the field that cannot be written."""
+        text = self._text
+        text.seek(0)
+        text.truncate()
+        try:
+            self._writer.writerow(cells)
+            return text.getvalue().encode()
+        except (UnicodeEncodeError, csv.Error) as exc:
+            for name, cell in zip(names, cells, strict=False):
+                try:
+                    str(cell).encode()
+                except UnicodeEncodeError as cell_exc:
+                    raise ValueError(
+                        f"cannot write item field {name!r} as CSV: {cell_exc.reason}"
+                    ) from exc
+            raise ValueError(f"cannot write the item as CSV: {type(exc).__name__}") from exc
+
     async def process_item(self, item: Any, spider: Any) -> Any:
-        """Buffer the item as a row; write a batch when the buffer is full."""
+        """Buffer the item as a row; write a batch when the buffer is full.
+
+        A value that cannot be written raises ValueError/TypeError naming its
+        field (the item is dropped, the file is untouched).
+        """
+        self._out.raise_if_failed()
         row = {str(key): value for key, value in to_dict(item).items()}
-        fields = self.fields
-        if fields is None:
-            fields = list(row)
-            self._set_fields(fields)
+        fields = self.fields if self.fields is not None else list(row)
+        data = self._row(fields, [_cell(name, row.get(name)) for name in fields])
         if self._header_pending:
-            self._writer.writerow(fields)
-            self._header_pending = False
+            data = self._row(fields, fields) + data
+        # Only now that the item is known to be writable does it change the columns.
+        if self.fields is None:
+            self._set_fields(fields)
+        self._header_pending = False
         if not row.keys() <= self._columns:
             self._warn_dropped(row.keys() - self._columns, spider)
-        self._writer.writerow([_cell(row.get(name)) for name in fields])
-        if self._text.tell() >= FLUSH_BYTES:
-            await self._flush()
+        if self._out.write_nowait(data):
+            await self._out.flush()
         return item
 
     def _warn_dropped(self, extra: set[str], spider: Any) -> None:
@@ -183,20 +249,13 @@ class CsvExporter:
                 self.fields,
             )
 
-    async def _flush(self, *, durable: bool = False) -> None:
-        text = self._text.getvalue()
-        self._new_batch()
-        if text:
-            self._out.write_nowait(text.encode())
-        await self._out.flush(durable=durable)
-
     async def flush(self, spider: Any) -> None:
         """Make every row processed so far durable: write the buffer and fsync the file."""
-        await self._flush(durable=True)
+        await self._out.flush(durable=True, mark=self._mark())
 
     async def close(self, spider: Any) -> None:
         """Write the remaining rows and close the file."""
         try:
-            await self._flush()
+            await self._out.flush(durable=True, mark=self._mark())
         finally:
             await self._out.close()
