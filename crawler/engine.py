@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import AckGate, CrawlState
+from .checkpoint import AckGate, CrawlState, checkpoint, open_outputs
 from .clock import Clock, MonotonicClock
 from .downloader import UNLIMITED_WORKERS, Downloader, DownloaderOptions, registered_domain
 from .downloader.rotation import BanRules, ProxyPool, load_proxy_list
+from .errors import ConfigError, OutputError
 from .frontier.base import Frontier, PolitenessPolicy
 from .frontier.factory import make_frontier
 from .hooks import RequestHooks
@@ -26,8 +27,9 @@ from .robots import RobotsCache
 from .settings import Settings
 from .spider import Spider
 from .stats import Stats
+from .supervisor import CHECKPOINT_FAILED, FAILURES, OUTPUT_FAILED, Failure, Supervisor
 from .throttle import AutoThrottle
-from .worker import RequestProcessor
+from .worker import PageBudget, RequestProcessor
 
 __all__ = ["CrawlResult", "Crawler"]
 
@@ -36,15 +38,28 @@ logger = get_logger("crawler.engine")
 
 @dataclass(frozen=True, slots=True)
 class CrawlResult:
-    """How a crawl ended: ``finish_reason`` and a stats snapshot."""
+    """How a crawl ended: ``finish_reason``, a stats snapshot and the error that stopped it.
+
+    ``finish_reason`` is ``finished``, ``max_pages``, ``interrupted``, ``cancelled``,
+    ``already_finished``, or a failure: ``output_failed`` (an output cannot write;
+    ``crawl run`` exits 7) or ``checkpoint_failed`` (the crawl state could not be
+    saved; exit 8). After a failure ``error`` is the exception and ``stats["error"]``
+    describes it in one line; the state (``--state``) stays resumable.
+    """
 
     finish_reason: str
     stats: dict[str, Any]
+    error: BaseException | None = None
 
     @property
     def interrupted(self) -> bool:
-        """True if the crawl was stopped before it finished."""
-        return self.finish_reason in ("interrupted", "cancelled")
+        """True if the crawl was stopped before it finished (by a signal or a failure)."""
+        return self.finish_reason in ("interrupted", "cancelled") or self.failed
+
+    @property
+    def failed(self) -> bool:
+        """True after a failure: ``output_failed``, ``checkpoint_failed``."""
+        return self.finish_reason in FAILURES
 
 
 class Crawler:
@@ -92,7 +107,13 @@ class Crawler:
         self.pipelines = PipelineChain([*self.settings.PIPELINES, *pipelines])
         self.hooks = tuple(hooks)
         self._workers: list[asyncio.Task[None]] = []
-        self._leased = 0
+        self._budget: PageBudget | None = None
+        self._supervisor = Supervisor(
+            spider.name,
+            self._on_failure,
+            self.settings.CHECKPOINT_INTERVAL,
+            self.settings.PROGRESS_INTERVAL,
+        )
         self._finish_reason: str | None = None
         self._force_timer: asyncio.TimerHandle | None = None
         self.downloader: Downloader | None = None
@@ -118,25 +139,47 @@ class Crawler:
         """
         first = self._finish_reason is None
         if first:
-            self._finish_reason = reason
             logger.warning("[%s] stopping (%s): no new requests", self.spider.name, reason)
-            self.frontier.stop()
+            self._stop(reason)
         if force or not first:
             self._cancel_workers()
-        elif self._workers:
+
+    def _stop(self, reason: str) -> None:
+        """Lease no more; requests in flight get ``SHUTDOWN_TIMEOUT`` seconds to finish."""
+        first = self._finish_reason is None
+        self._finish_reason = reason
+        self.frontier.stop()
+        if first and self._workers:
             loop = asyncio.get_running_loop()
             self._force_timer = loop.call_later(
                 self.settings.SHUTDOWN_TIMEOUT, self._cancel_workers
             )
+
+    def _on_failure(self, failure: Failure) -> None:
+        """An output or the crawl state failed: seal the ack gate first, then stop."""
+        if self._gate is not None:
+            self._gate.seal()
+        self.stats.set_value("error", failure.line)
+        self._stop(failure.reason)
+
+    @property
+    def _reason(self) -> str:
+        failure = self._supervisor.failure
+        return failure.reason if failure is not None else self._finish_reason or "finished"
 
     def _cancel_workers(self) -> None:
         for task in self._workers:
             task.cancel()
 
     async def run(self) -> CrawlResult:
-        """Crawl until the frontier is exhausted, MAX_PAGES is reached or a stop is requested."""
+        """Crawl until the frontier is exhausted, MAX_PAGES is reached or a stop is requested.
+
+        At the end (whatever ended it) the items are flushed, then the requests that
+        produced them are marked done (the last checkpoint), then the outputs are closed.
+        """
         settings = self.settings
         spider = self.spider
+        supervisor = self._supervisor
         options = DownloaderOptions.from_settings(
             settings, spider.headers, spider.cookies, spider.trace_configs
         )
@@ -160,7 +203,6 @@ class Crawler:
             stack.push_async_callback(self.frontier.close)
             if state is not None and state.restart:
                 await self.frontier.reset()  # type: ignore[attr-defined]
-            stack.push_async_callback(self._final_checkpoint)
             downloader = await stack.enter_async_context(Downloader(options))
             self.downloader = downloader
             self._sessions = downloader.sessions
@@ -169,57 +211,75 @@ class Crawler:
                 restored = await state.restore_cookies(downloader.sessions)
                 if restored:
                     logger.info("[%s] restored %d cookies", spider.name, restored)
-            stack.push_async_callback(self._close_spider)  # closes whatever pipelines opened
-            await self.pipelines.open(spider)
-            await spider.open()
-            processor = RequestProcessor(
-                spider,
-                self.frontier,
-                downloader,
-                self.pipelines,
-                self.stats,
-                settings.DEPTH_LIMIT,
-                retry=RetryPolicy.from_settings(settings),
-                robots=self._robots(downloader),
-                throttle=self._throttle(),
-                policy=self.policy,
-                proxies=self.proxies,
-                hooks=self.hooks,
-                bans=BanRules.build(
-                    settings.BAN_STATUS_CODES,
-                    settings.BAN_BODY_PATTERNS,
-                    settings.BAN_ON_NETWORK_ERROR,
-                ),
-                max_links=settings.MAX_LINKS_PER_RESPONSE,
-            )
-            logger.info("[%s] crawl started", spider.name)
+            stack.push_async_callback(self._finish)  # last checkpoint, then close the outputs
             try:
-                await self._seed(processor)
-                await self._run_workers(processor)
-            except asyncio.CancelledError:
-                cancelled = True
-                self._finish_reason = self._finish_reason or "cancelled"
+                await open_outputs(self._gate, state, self.pipelines, spider)
+            except OutputError as exc:
+                supervisor.fail(OUTPUT_FAILED, exc)
+            except ConfigError:
                 raise
-            finally:
-                if self._force_timer is not None:
-                    self._force_timer.cancel()
-                if cancelled:
-                    self.stats.finish(self._finish_reason or "cancelled")
-        return CrawlResult(self.stats.values["finish_reason"], self.stats.snapshot())
+            except Exception as exc:  # the frontier could not save the outputs' positions
+                logger.error("[%s] could not save the crawl state", spider.name, exc_info=True)
+                supervisor.fail(CHECKPOINT_FAILED, exc)
+            if supervisor.failure is None:
+                await spider.open()
+                processor = self._processor(downloader)
+                logger.info("[%s] crawl started", spider.name)
+                try:
+                    await processor.seed()
+                    await self._run_workers(processor)
+                except asyncio.CancelledError:
+                    cancelled = True
+                    self._finish_reason = self._finish_reason or "cancelled"
+                    raise
+                finally:
+                    if self._force_timer is not None:
+                        self._force_timer.cancel()
+                    if cancelled:
+                        self.stats.finish(self._finish_reason or "cancelled")
+        failure = supervisor.failure
+        error = failure.error if failure is not None else None
+        return CrawlResult(self.stats.values["finish_reason"], self.stats.snapshot(), error)
 
-    def _robots(self, downloader: Downloader) -> RobotsCache | None:
+    def _processor(self, downloader: Downloader) -> RequestProcessor:
         settings = self.settings
-        if not settings.ROBOTSTXT_OBEY:
-            return None
-        self.robots = RobotsCache(
-            self._robots_fetcher(downloader),
-            settings.USER_AGENT,
-            self.clock,
-            retry_s=settings.ROBOTSTXT_RETRY_S,
-            max_failures=settings.ROBOTSTXT_MAX_FAILURES,
-            max_delay_s=settings.ROBOTSTXT_MAX_DELAY,
+        if settings.ROBOTSTXT_OBEY:
+            self.robots = RobotsCache(
+                self._robots_fetcher(downloader),
+                settings.USER_AGENT,
+                self.clock,
+                retry_s=settings.ROBOTSTXT_RETRY_S,
+                max_failures=settings.ROBOTSTXT_MAX_FAILURES,
+                max_delay_s=settings.ROBOTSTXT_MAX_DELAY,
+            )
+        throttle = None
+        if settings.AUTOTHROTTLE:
+            throttle = AutoThrottle(
+                start_delay_s=settings.AUTOTHROTTLE_START_DELAY,
+                max_delay_s=settings.AUTOTHROTTLE_MAX_DELAY,
+                target_concurrency=settings.AUTOTHROTTLE_TARGET_CONCURRENCY,
+                default_floor_s=settings.DOWNLOAD_DELAY,
+            )
+        bans = BanRules.build(
+            settings.BAN_STATUS_CODES, settings.BAN_BODY_PATTERNS, settings.BAN_ON_NETWORK_ERROR
         )
-        return self.robots
+        return RequestProcessor(
+            self.spider,
+            self.frontier,
+            downloader,
+            self.pipelines,
+            self.stats,
+            settings.DEPTH_LIMIT,
+            retry=RetryPolicy.from_settings(settings),
+            robots=self.robots,
+            throttle=throttle,
+            policy=self.policy,
+            proxies=self.proxies,
+            hooks=self.hooks,
+            bans=bans,
+            max_links=settings.MAX_LINKS_PER_RESPONSE,
+            barrier=self._gate.items if self._gate is not None else None,
+        )
 
     def _robots_fetcher(self, downloader: Downloader) -> Callable[[Request], Awaitable[Response]]:
         """robots.txt goes out the way the pages will: through the proxy pool if there is one."""
@@ -233,173 +293,106 @@ class Crawler:
 
         return fetch_via_pool
 
-    def _throttle(self) -> AutoThrottle | None:
-        settings = self.settings
-        if not settings.AUTOTHROTTLE:
-            return None
-        return AutoThrottle(
-            start_delay_s=settings.AUTOTHROTTLE_START_DELAY,
-            max_delay_s=settings.AUTOTHROTTLE_MAX_DELAY,
-            target_concurrency=settings.AUTOTHROTTLE_TARGET_CONCURRENCY,
-            default_floor_s=settings.DOWNLOAD_DELAY,
-        )
+    async def _finish(self) -> None:
+        """The end of every run: the last checkpoint (items, then acks), then close the outputs.
 
-    async def _close_spider(self) -> None:
-        reason = self._finish_reason or "finished"
+        A crawl that finished is recorded as such only once its outputs closed.
+        """
+        spider = self.spider
+        supervisor = self._supervisor
         try:
-            await self.pipelines.close(self.spider)
-        finally:
+            if self._gate is not None and supervisor.failure is None:
+                status = "running" if self._reason == "finished" else "interrupted"
+                await supervisor.final_checkpoint(self._checkpoint, status)
             try:
-                await self.spider.close(reason)
+                await self.pipelines.close(spider)
+            except OutputError as exc:
+                supervisor.fail(OUTPUT_FAILED, exc)
+            if self.state is not None:
+                try:
+                    await self.state.record_end(self._reason)
+                except Exception as exc:
+                    logger.error("[%s] could not record the crawl as finished", spider.name)
+                    supervisor.fail(CHECKPOINT_FAILED, exc)
+        finally:
+            reason = self._reason
+            try:
+                await spider.close(reason)
             except Exception:
-                logger.exception("[%s] spider.close() failed", self.spider.name)
+                logger.exception("[%s] spider.close() failed", spider.name)
             if self.proxies is not None:
                 self.stats.set_value("proxies", self.proxies.snapshot())
             if self.downloader is not None:
                 for key, value in self.downloader.timings.summary().items():
                     self.stats.set_value(key, value)
             self.stats.finish(reason)
-            logger.info("[%s] crawl %s", self.spider.name, reason)
+            logger.info("[%s] crawl %s", spider.name, reason)
 
     async def _checkpoint(self, status: str = "running") -> None:
         gate = self._gate
-        if gate is not None and self.state is None:
-            # A shared frontier (no state folder): items first, then acks, as CrawlState does.
-            gate.close_gate()
-            try:
-                await self.pipelines.flush(self.spider)
-                await gate.inner.flush()
-            finally:
-                gate.open_gate()
+        if gate is None or self._supervisor.failure is not None or self._sessions is None:
             return
-        if self.state is None or self._gate is None or self._sessions is None:
-            return
-        await self.state.checkpoint(
-            self._gate,
-            self.pipelines,
-            self.spider,
-            self.stats.counters,
-            self._sessions.jars(),
-            status,
-        )
-
-    async def _final_checkpoint(self) -> None:
-        if self._gate is None:
-            return
-        reason = self._finish_reason or self.stats.values.get("finish_reason") or "finished"
-        status = "finished" if reason == "finished" else "interrupted"
-        try:
-            await self._checkpoint(status)
-        except Exception:
-            logger.exception("[%s] could not save the crawl state", self.spider.name)
-            raise
-
-    async def _checkpoint_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.CHECKPOINT_INTERVAL)
-            await self._checkpoint()
-
-    async def _publish_loop(self, publish: Callable[[dict[str, int]], Awaitable[None]]) -> None:
-        while True:
-            await asyncio.sleep(self.settings.CHECKPOINT_INTERVAL)
-            try:
-                await publish(self.stats.counters)
-            except Exception:
-                logger.warning("[%s] could not publish stats", self.spider.name, exc_info=True)
-
-    async def _seed(self, processor: RequestProcessor) -> None:
-        downloader = self.downloader
-        assert downloader is not None
-        if not await self.frontier.claim_seed():
-            logger.info("[%s] resuming: start requests were queued before", self.spider.name)
-            await self._trust_start_hosts(downloader)
-            return
-        batch: list[Request] = []
-        try:
-            async for request in self.spider.start():
-                if not isinstance(request, Request):
-                    raise TypeError(f"start() yielded {type(request).__name__}, not a Request")
-                # the crawl may reach its start hosts even on a private network (guard.py)
-                await downloader.trust_start_host(request.host)
-                batch.append(request)
-                if len(batch) >= 1000:
-                    await processor.seed(batch)
-                    batch = []
-        except Exception:
-            self.stats.inc("start_errors")
-            logger.exception("[%s] start() failed; crawling what it yielded", self.spider.name)
-        if batch:
-            await processor.seed(batch)
-        await self.frontier.seed_done()
-
-    async def _trust_start_hosts(self, downloader: Downloader) -> None:
-        """On a resume (or a shared crawl another process seeded) start() runs again only
-        to learn which hosts the crawl started on (see guard.py); its requests are dropped.
-        """
-        try:
-            async for request in self.spider.start():
-                if isinstance(request, Request):
-                    await downloader.trust_start_host(request.host)
-        except Exception:
-            logger.warning(
-                "[%s] start() failed while listing the start hosts on resume; private"
-                " addresses it would have allowed need ALLOWED_NETWORKS",
-                self.spider.name,
-                exc_info=True,
-            )
+        jars = self._sessions.jars()
+        counters = self.stats.counters
+        await checkpoint(gate, self.state, self.pipelines, self.spider, counters, jars, status)
 
     async def _run_workers(self, processor: RequestProcessor) -> None:
-        background = []
-        if self.settings.PROGRESS_INTERVAL:
-            background.append(asyncio.create_task(self._report_progress()))
-        if self._gate is not None:
-            background.append(asyncio.create_task(self._checkpoint_loop()))
+        """The workers and every background loop, in one TaskGroup (see supervisor.py)."""
+        settings = self.settings
+        self._budget = PageBudget(settings.MAX_PAGES) if settings.MAX_PAGES else None
         publish = getattr(self.frontier, "publish_stats", None)  # a shared frontier's stats
-        if publish is not None:
-            background.append(asyncio.create_task(self._publish_loop(publish)))
+
+        async def publish_stats() -> None:
+            assert publish is not None
+            await publish(self.stats.counters)
+
         try:
             async with asyncio.TaskGroup() as group:
                 self._workers = [
                     group.create_task(self._work(processor), name=f"worker-{n}")
-                    for n in range(self.settings.CONCURRENCY or UNLIMITED_WORKERS)
+                    for n in range(settings.CONCURRENCY or UNLIMITED_WORKERS)
                 ]
+                self._supervisor.start(
+                    group,
+                    self._workers,
+                    checkpoint=self._checkpoint if self._gate is not None else None,
+                    report_progress=self._report_progress,
+                    publish_stats=publish_stats if publish is not None else None,
+                )
         finally:
             self._workers = []
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
             if publish is not None:
                 try:
-                    await publish(self.stats.counters)
+                    await publish_stats()
                 except Exception:
                     logger.exception("[%s] could not publish the final stats", self.spider.name)
 
     async def _work(self, processor: RequestProcessor) -> None:
         frontier = self.frontier
-        max_pages = self.settings.MAX_PAGES
+        budget = self._budget
         while True:
+            if budget is not None and not await budget.reserve():
+                return
             lease = await frontier.lease()
             if lease is None:
+                if budget is not None:
+                    budget.close()  # exhausted or stopped: wake the workers waiting for a page
                 return
-            if max_pages:
-                self._leased += 1
-                if self._leased >= max_pages and self._finish_reason is None:
-                    self._finish_reason = "max_pages"
-                    frontier.stop()
+            kept = False
             try:
-                await processor.handle(lease)
+                kept = await processor.handle(lease)
+            except OutputError as exc:
+                self._supervisor.fail(OUTPUT_FAILED, exc)  # the lease stays: fetched again
             except Exception:
                 # A bug in our own code must not stop the crawl or lose the lease.
                 self.stats.inc("internal_errors")
                 logger.exception("[%s] internal error on %s", self.spider.name, lease.request.url)
                 await frontier.fail(lease, "internal_error")
+            if budget is not None and budget.settle(kept) and self._finish_reason is None:
+                self._finish_reason = "max_pages"
+                frontier.stop()
 
     async def _report_progress(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.PROGRESS_INTERVAL)
-            counts = await self.frontier.counts()
-            logger.info(
-                "[%s] %s",
-                self.spider.name,
-                self.stats.progress_line(counts.queued, counts.in_flight),
-            )
+        counts = await self.frontier.counts()
+        line = self.stats.progress_line(counts.queued, counts.in_flight)
+        logger.info("[%s] %s", self.spider.name, line)

@@ -1,18 +1,25 @@
-"""What a callback produces: requests go to the frontier, items through the pipelines."""
+"""What a callback produces: requests go to the frontier, items through the pipelines.
+
+An item that one pipeline refuses (``DropItem``) or fails on (any other
+exception) is dropped, counted and logged, and the crawl goes on. An
+:class:`~crawler.errors.OutputError` is not about one item: it propagates, out
+of the callback's run, so the worker stops the crawl without acking the request.
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from itemadapter import is_item
 
-from .errors import CrawlerError, DropItem
+from .checkpoint import ItemBarrier
+from .errors import CrawlerError, DropItem, OutputError
 from .fingerprint import fingerprint
 from .frontier.base import Frontier
 from .loglines import get_logger
-from .pipeline import PipelineChain
+from .pipeline import ItemFailed, PipelineChain
 from .request import Request
 from .response import Response
 from .spider import Spider
@@ -48,7 +55,7 @@ class OffsitePolicy:
 class _Run:
     """One callback invocation: its parent request, pending child requests, item count."""
 
-    __slots__ = ("items", "key_prefix", "pending", "request", "response")
+    __slots__ = ("held", "items", "key_prefix", "pending", "request", "response")
 
     def __init__(self, request: Request, response: Response | None) -> None:
         self.request = request
@@ -56,6 +63,7 @@ class _Run:
         self.pending: list[Request] = []
         self.items = 0
         self.key_prefix: str | None = None
+        self.held = False  # holds a place in the ItemBarrier (until its ack)
 
 
 class OutputRouter:
@@ -68,14 +76,17 @@ class OutputRouter:
         pipelines: PipelineChain,
         stats: Stats,
         depth_limit: int,
+        barrier: ItemBarrier | None = None,
     ) -> None:
         self.spider = spider
         self.frontier = frontier
         self.pipelines = pipelines
         self.stats = stats
         self.depth_limit = depth_limit
+        self.barrier = barrier
         self.offsite = OffsitePolicy(spider.allowed_domains)
         self._custom_key = type(spider).item_key is not Spider.item_key
+        self._traced: set[tuple[str, type[BaseException]]] = set()  # traceback logged once
 
     async def run(
         self,
@@ -85,14 +96,32 @@ class OutputRouter:
         response: Response | None,
         what: str,
         fingerprint_: bytes | None = None,
-    ) -> None:
-        """Call ``callback(arg)``; errors are logged with the URL and counted, never raised.
+    ) -> bool:
+        """Call ``callback(arg)``; errors are logged with the URL and counted, not raised.
 
-        Whatever the callback produced before an error is kept.
+        Whatever the callback produced before an error is kept. Only an OutputError
+        (an output cannot write) is raised: the crawl must stop. True if the run put
+        items into the pipelines with a checkpoint barrier: the caller must
+        :meth:`leave` once the request's ack (or fail) went through.
         """
         run = _Run(request, response)
         if fingerprint_ is not None:
             run.key_prefix = fingerprint_.hex()
+        try:
+            await self._run(callback, arg, run, what)
+        except BaseException:
+            if run.held:
+                self.leave()
+            raise
+        return run.held
+
+    def leave(self) -> None:
+        """The request whose run returned True was acked (or failed)."""
+        assert self.barrier is not None
+        self.barrier.leave()
+
+    async def _run(self, callback: Callable[[Any], Any], arg: Any, run: _Run, what: str) -> None:
+        request = run.request
         try:
             result = callback(arg)
             if inspect.isasyncgen(result):
@@ -109,6 +138,8 @@ class OutputRouter:
                         await self._route(output, run)
                 else:
                     await self._route(result, run)
+        except OutputError:
+            raise
         except Exception as exc:
             self.stats.inc("callback_errors")
             self.stats.inc(f"callback_errors/{type(exc).__name__}")
@@ -149,18 +180,79 @@ class OutputRouter:
         return f"{run.key_prefix}:{index}"
 
     async def _process_item(self, item: Any, run: _Run) -> None:
+        barrier = self.barrier
+        if barrier is not None and not run.held:
+            if not barrier.try_enter():
+                await barrier.enter()  # a checkpoint is running: wait until it ends
+            run.held = True
         key = self._key(item, run)
         try:
             await self.pipelines.process(item, self.spider, key)
         except DropItem as exc:
             self.stats.inc("items_dropped")
-            logger.debug("[%s] dropped item: %s", self.spider.name, exc)
+            logger.debug(
+                "[%s] dropped an item from %s: %.200s", self.spider.name, run.request.url, exc
+            )
             return
-        except Exception:
-            self.stats.inc("pipeline_errors")
-            logger.exception("[%s] pipeline failed on item %.200r", self.spider.name, item)
+        except ItemFailed as exc:
+            self._item_failed(exc, run)
             return
         self.stats.inc("items")
+
+    def _item_failed(self, exc: ItemFailed, run: _Run) -> None:
+        """A pipeline raised on this item: drop it, count it, log it (with a traceback once)."""
+        self.stats.inc("items_dropped/error")
+        self.stats.inc("pipeline_errors")
+        first = (exc.pipeline, type(exc.error)) not in self._traced
+        if first:
+            self._traced.add((exc.pipeline, type(exc.error)))
+        logger.error(
+            "[%s] pipeline %s failed on an item from %s, item dropped: %.300r",
+            self.spider.name,
+            exc.pipeline,
+            run.request.url,
+            exc.error,
+            exc_info=exc.error if first else None,
+        )
+
+    async def seed(self, trust_host: Callable[[str], Awaitable[None]]) -> None:
+        """Push the start requests, if this process seeds the crawl (offsite ones are dropped).
+
+        Every start host is trusted (``trust_host``): the crawl may reach them even on
+        a private network (guard.py). On a resume, or in a shared crawl another process
+        seeded, ``start()`` runs only to learn those hosts; its requests are dropped.
+        """
+        spider, frontier = self.spider, self.frontier
+        if not await frontier.claim_seed():
+            logger.info("[%s] resuming: start requests were queued before", spider.name)
+            try:
+                async for request in spider.start():
+                    if isinstance(request, Request):
+                        await trust_host(request.host)
+            except Exception:
+                logger.warning(
+                    "[%s] start() failed while listing the start hosts on resume; private"
+                    " addresses it would have allowed need ALLOWED_NETWORKS",
+                    spider.name,
+                    exc_info=True,
+                )
+            return
+        batch: list[Request] = []
+        try:
+            async for request in spider.start():
+                if not isinstance(request, Request):
+                    raise TypeError(f"start() yielded {type(request).__name__}, not a Request")
+                await trust_host(request.host)
+                batch.append(request)
+                if len(batch) >= 1000:
+                    await self.push(batch, parent=None)
+                    batch = []
+        except Exception:
+            self.stats.inc("start_errors")
+            logger.exception("[%s] start() failed; crawling what it yielded", spider.name)
+        if batch:
+            await self.push(batch, parent=None)
+        await frontier.seed_done()
 
     async def push(self, requests: Sequence[Request], parent: Request | None) -> None:
         """Send requests to the frontier, dropping offsite and too-deep ones (counted)."""

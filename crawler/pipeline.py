@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import DropItem, SettingsError
+from .errors import CrawlerError, DropItem, OutputError, SettingsError
 from .loglines import get_logger
 
 __all__ = [
     "CheckpointedOutput",
+    "ItemFailed",
     "ItemPipeline",
     "PipelineChain",
     "item_key",
     "load_object",
     "load_pipeline",
+    "output_name",
 ]
 
 _current_item_key: ContextVar[str | None] = ContextVar("crawler_item_key", default=None)
@@ -114,13 +116,77 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
+def output_name(pipeline: Any) -> str:
+    """How logs and errors name ``pipeline``: its ``output_id()`` if it has one, else its class."""
+    if isinstance(pipeline, CheckpointedOutput):
+        try:
+            return str(pipeline.output_id())
+        except Exception:  # a name for an error message must not raise one
+            pass
+    return type(pipeline).__name__
+
+
+class ItemFailed(CrawlerError):
+    """A pipeline raised on one item (not DropItem, not OutputError): that item is dropped.
+
+    ``pipeline`` names it; ``__cause__`` is what it raised. Internal: the chain raises
+    it so the caller can count and log the item with its URL; the crawl goes on.
+    """
+
+    def __init__(self, pipeline: str, error: Exception) -> None:
+        super().__init__(f"pipeline {pipeline} failed: {error!r:.300}")
+        self.pipeline = pipeline
+        self.error = error
+
+
+def _output_error(pipeline: Any, what: str, exc: Exception) -> OutputError:
+    """An OutputError naming ``pipeline`` for ``exc`` (``exc`` if it is one)."""
+    if isinstance(exc, OutputError):
+        return exc
+    name = output_name(pipeline)
+    return OutputError(f"pipeline {name} failed to {what}: {exc!r:.300}", output=name)
+
+
 class PipelineChain:
-    """Runs items through pipelines in list order; opens and closes them all."""
+    """Runs items through pipelines in list order; opens, flushes and closes them all.
+
+    Errors say how the crawl reacts: :class:`~crawler.errors.DropItem` and any other
+    exception from ``process_item`` concern one item (:class:`ItemFailed`); an
+    :class:`~crawler.errors.OutputError` from anywhere, and anything a ``flush`` or
+    ``close`` raises, means an output cannot make items durable (the crawl stops).
+    """
 
     def __init__(self, pipelines: Sequence[Any]) -> None:
         self.pipelines = [load_pipeline(p) for p in pipelines]
         self._process = [p.process_item for p in self.pipelines]
         self._opened: list[Any] = []
+
+    def resume_at(self, positions: Mapping[str, Any], resuming: bool) -> None:
+        """Before :meth:`open`: hand every :class:`CheckpointedOutput` its saved position.
+
+        ``positions`` maps ``output_id()`` to what :meth:`positions` returned at the last
+        checkpoint; ``resuming`` is False on a fresh start. Raises OutputError if an
+        output cannot be cut back to its position.
+        """
+        for pipeline in self.pipelines:
+            if isinstance(pipeline, CheckpointedOutput):
+                try:
+                    pipeline.resume_at(positions.get(pipeline.output_id()), resuming)
+                except OutputError:
+                    raise
+                except Exception as exc:
+                    raise _output_error(pipeline, "resume", exc) from exc
+
+    def positions(self) -> dict[str, Any]:
+        """``durable_position()`` of every opened :class:`CheckpointedOutput`, by ``output_id()``.
+
+        Call right after a successful :meth:`flush`.
+        """
+        return {
+            pipeline.output_id(): pipeline.durable_position()
+            for pipeline in self._opened
+            if isinstance(pipeline, CheckpointedOutput)
+        }
 
     async def open(self, spider: Any) -> None:
         """Call every pipeline's ``open(spider)``."""
@@ -131,34 +197,66 @@ class PipelineChain:
             self._opened.append(pipeline)
 
     async def process(self, item: Any, spider: Any, key: str | None = None) -> Any:
-        """The item after every pipeline; raises DropItem if one drops it.
+        """The item after every pipeline.
 
-        ``key`` is what :func:`item_key` returns while the pipelines run.
+        Raises DropItem if one drops it, OutputError if an output cannot write, and
+        :class:`ItemFailed` if one raises anything else. ``key`` is what
+        :func:`item_key` returns while the pipelines run.
         """
         _current_item_key.set(key)
-        for process in self._process:
-            item = process(item, spider)
-            if inspect.isawaitable(item):
-                item = await item
-            if item is None:
-                raise DropItem("a pipeline returned None")
+        process = None
+        try:
+            for process in self._process:
+                item = process(item, spider)
+                if inspect.isawaitable(item):
+                    item = await item
+                if item is None:
+                    raise DropItem("a pipeline returned None")
+        except (DropItem, OutputError):
+            raise
+        except Exception as exc:
+            pipeline = getattr(process, "__self__", process)
+            raise ItemFailed(output_name(pipeline), exc) from exc
         return item
 
     async def flush(self, spider: Any) -> None:
-        """Make every item processed so far durable (pipelines with a ``flush(spider)``)."""
+        """Make every item processed so far durable (pipelines with a ``flush(spider)``).
+
+        Raises OutputError if one cannot (whatever it raised is its ``__cause__``).
+        """
         for pipeline in self._opened:
             flusher = getattr(pipeline, "flush", None)
             if flusher is not None:
-                await _maybe_await(flusher(spider))
+                try:
+                    await _maybe_await(flusher(spider))
+                except OutputError:
+                    raise
+                except Exception as exc:
+                    raise _output_error(pipeline, "flush", exc) from exc
 
     async def close(self, spider: Any) -> None:
-        """Call ``close(spider)`` on every opened pipeline; one failing does not stop the rest."""
+        """Call ``close(spider)`` on every opened pipeline, each even if one before failed.
+
+        Raises the first failure as an OutputError once all were closed: an output
+        that cannot close may not have written its items (e.g. a full disk).
+        """
         opened, self._opened = self._opened, []
+        first: OutputError | None = None
         for pipeline in opened:
             closer = getattr(pipeline, "close", None) or getattr(pipeline, "close_spider", None)
             if closer is None:
                 continue
             try:
                 await _maybe_await(closer(spider))
-            except Exception:
-                logger.exception("pipeline %s failed to close", type(pipeline).__name__)
+            except Exception as exc:
+                error = _output_error(pipeline, "close", exc)
+                if error is not exc:
+                    error.__cause__ = exc
+                    # Not an output reporting a write error: a bug, worth its traceback.
+                    logger.error("pipeline %s failed to close", output_name(pipeline), exc_info=exc)
+                if first is None:
+                    first = error
+                else:
+                    logger.error("%s", error)
+        if first is not None:
+            raise first

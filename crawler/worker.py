@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
 from yarl import URL
 
+from .checkpoint import ItemBarrier
 from .downloader import Downloader, redact, registered_domain
 from .downloader.rotation import BanRules, ProxyPool
 from .errors import FetchError, HttpError, NetworkError, ProxyError
@@ -25,7 +27,7 @@ from .spider import Spider
 from .stats import Stats
 from .throttle import AutoThrottle
 
-__all__ = ["RequestProcessor"]
+__all__ = ["PageBudget", "RequestProcessor"]
 
 logger = get_logger("crawler.worker")
 
@@ -34,6 +36,53 @@ logger = get_logger("crawler.worker")
 # Smaller pages keep the lazy parse on the loop: no thread, no extra object.
 THREAD_PARSE_BYTES = 128 * 1024
 _DEFAULT_MAX_LINKS = Settings().MAX_LINKS_PER_RESPONSE
+
+
+class PageBudget:
+    """MAX_PAGES: how many responses a crawl keeps before it stops.
+
+    A response counts when it is kept: handed to a callback, or a final failure,
+    skip or redirect; not a response sent back to be retried (a 503, a ban), nor
+    a request that got no response (a network error, a robots.txt re-queue, a
+    proxy wait). A worker reserves a page before it leases a request and settles
+    it once the request was handled, so no more requests are in flight than pages
+    are left: the crawl stops exactly at the limit, with nothing in flight whose
+    response it would have to throw away.
+    """
+
+    __slots__ = ("_changed", "_closed", "kept", "limit", "reserved")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept = 0
+        self.reserved = 0
+        self._closed = False
+        self._changed = asyncio.Event()
+
+    async def reserve(self) -> bool:
+        """Wait for a page to be free and reserve it; False once the crawl must stop."""
+        while not self._closed and self.kept + self.reserved >= self.limit:
+            if self.kept >= self.limit:
+                return False
+            self._changed.clear()
+            await self._changed.wait()
+        if self._closed:
+            return False
+        self.reserved += 1
+        return True
+
+    def settle(self, kept: bool) -> bool:
+        """End a reservation (``kept``: a response was kept); True if that was the last page."""
+        self.reserved -= 1
+        if kept:
+            self.kept += 1
+        self._changed.set()
+        return kept and self.kept >= self.limit
+
+    def close(self) -> None:
+        """The frontier is exhausted or stopped: every waiting and later reserve() is False."""
+        self._closed = True
+        self._changed.set()
 
 
 class RequestProcessor:
@@ -55,13 +104,14 @@ class RequestProcessor:
         bans: BanRules | None = None,
         hooks: Sequence[RequestHooks] = (),
         max_links: int = _DEFAULT_MAX_LINKS,
+        barrier: ItemBarrier | None = None,
     ) -> None:
         self.spider = spider
         self.frontier = frontier
         self.downloader = downloader
         self.pipelines = pipelines
         self.stats = stats
-        self.outputs = OutputRouter(spider, frontier, pipelines, stats, depth_limit)
+        self.outputs = OutputRouter(spider, frontier, pipelines, stats, depth_limit, barrier)
         self.retry = retry or RetryPolicy(times=0)
         self.robots = robots
         self.throttle = throttle
@@ -74,21 +124,26 @@ class RequestProcessor:
         self.hooks = tuple(hooks)
         self.limits = ResponseLimits(max_links, stats, spider.name)  # one for every response
 
-    async def seed(self, requests: Sequence[Request]) -> None:
-        """Push start requests (offsite ones are dropped and counted)."""
-        await self.outputs.push(requests, parent=None)
+    async def seed(self) -> None:
+        """Queue the spider's start requests (see :meth:`OutputRouter.seed`)."""
+        await self.outputs.seed(self.downloader.trust_start_host)
 
-    async def handle(self, lease: Lease) -> None:
-        """Fetch a leased request, run its callback and give the lease back."""
+    async def handle(self, lease: Lease) -> bool:
+        """Fetch a leased request, run its callback and give the lease back.
+
+        True if a response was received and kept (not sent back to be retried): it
+        counts toward MAX_PAGES. An OutputError from the pipelines propagates and
+        the lease is not given back (the crawl stops; its request is fetched again).
+        """
         request = lease.request
         stats = self.stats
         if self.robots is not None and not await self._robots_allow(lease):
-            return
+            return False
         proxy = None
         if self.proxies is not None and request.proxy is None:
             proxy = await self._choose_proxy(lease)
             if proxy is None:
-                return
+                return False
         for hook in self.hooks:
             await hook.before_fetch(request)
         try:
@@ -98,13 +153,13 @@ class RequestProcessor:
         except FetchError as exc:
             if proxy is not None and self.bans.network_errors and isinstance(exc, NetworkError):
                 await self._banned(lease, proxy, exc.kind)
-                return
+                return False
             decision = self.retry.for_error(request, exc)
             if decision is not None:
                 await self._retry(lease, decision)
-                return
+                return False
             await self._give_up(lease, exc)
-            return
+            return False
         stats.inc("pages")
         stats.inc(f"status/{response.status}")
         stats.inc("bytes", len(response.body))
@@ -114,43 +169,51 @@ class RequestProcessor:
                 status = response.status
                 reason = f"http_{status}" if status in self.bans.statuses else "body_pattern"
                 await self._banned(lease, proxy, reason)
-                return
+                return False
             self.proxies.success(proxy, registered_domain(lease.host))
         if self.throttle is not None:
             await self._adapt_delay(lease.host, response)
         if self.hooks and not await self._hooks_allow(request, response):
             stats.inc("hooks/skipped")
             await self.frontier.ack(lease)
-            return
+            return True
         if response.status >= 400:
             decision = self.retry.for_status(
                 request, response.status, response.headers.get("Retry-After")
             )
             if decision is not None:
                 await self._retry(lease, decision)
-                return
+                return False
         if 300 <= response.status < 400 and response.status != 304 and request.allow_redirects:
             # The downloader refused to follow: the target is offsite (or unusable).
             self.stats.inc("offsite")
             self.stats.inc("offsite/redirect")
             await self.frontier.ack(lease)
-            return
+            return True
         if response.history and not await self._first_visit(response):
             stats.inc("duplicates/redirect")
             await self.frontier.ack(lease)
-            return
+            return True
         if not self._status_allowed(response):
             error = HttpError(
                 f"ignoring HTTP {response.status} from {response.url}", response.url, response
             )
             await self._give_up(lease, error, level=logging.INFO)
-            return
+            return True
         response.limits = self.limits
         if len(response.body) >= THREAD_PARSE_BYTES and _is_html(response):
             await response.prepare_html()
         callback = request.callback or self.spider.parse
-        await self.outputs.run(callback, response, request, response, "callback", lease.fingerprint)
-        await self.frontier.ack(lease)
+        outputs = self.outputs
+        held = await outputs.run(
+            callback, response, request, response, "callback", lease.fingerprint
+        )
+        try:
+            await self.frontier.ack(lease)
+        finally:
+            if held:
+                outputs.leave()  # its items and its ack go into the same checkpoint
+        return True
 
     async def _hooks_allow(self, request: Request, response: Response) -> bool:
         """Every hook sees the response; False from any one skips the callback."""
@@ -166,8 +229,12 @@ class RequestProcessor:
         retries = lease.request.meta.get("retry_times", 0)
         suffix = f" (after {retries} retries)" if retries else ""
         logger.log(level, "[%s] %s%s", self.spider.name, error, suffix)
-        await self._run_errback(lease.request, error)
-        await self.frontier.fail(lease, error.kind)
+        held = await self._run_errback(lease.request, error)
+        try:
+            await self.frontier.fail(lease, error.kind)
+        finally:
+            if held:
+                self.outputs.leave()
 
     async def _retry(self, lease: Lease, decision: RetryDecision) -> None:
         """Send the request back to the frontier to be tried again after the decided delay."""
@@ -293,11 +360,11 @@ class RequestProcessor:
             return True
         return await self.frontier.add_seen(url_fingerprint(response._url))
 
-    async def _run_errback(self, request: Request, exc: FetchError) -> None:
+    async def _run_errback(self, request: Request, exc: FetchError) -> bool:
         if request.errback is None:
-            return
+            return False
         exc.request = request  # type: ignore[attr-defined]
-        await self.outputs.run(request.errback, exc, request, None, "errback")
+        return await self.outputs.run(request.errback, exc, request, None, "errback")
 
 
 def _is_html(response: Response) -> bool:

@@ -12,6 +12,12 @@ code  meaning
 4     a job's health check failed (``crawl jobs run``)
 5     a job's crawl errors were over its ``max_error_rate``
 6     the job is already running (its lock is held): not started
+7     an output failed (disk full, a pipeline's flush or close raised): the crawl
+      stopped, no request was marked done after its items' last checkpoint; the
+      last stderr line names the output and the error. With ``--state``, free
+      the space and run the same command again: it resumes and loses nothing
+8     the crawl state could not be saved (3 checkpoints in a row failed): the
+      crawl stopped; ``--state`` holds its last good checkpoint, resumable
 130   interrupted (SIGINT/SIGTERM): pipelines were flushed, stats printed
 ====  =====================================================================
 """
@@ -25,12 +31,23 @@ from .listing import list_command
 from .run import run_command
 from .status import status_command
 
-__all__ = ["EXIT_CONFIG", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SPIDER", "main"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_OUTPUT",
+    "EXIT_SPIDER",
+    "EXIT_STATE",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_CONFIG = 2
 EXIT_SPIDER = 3
+EXIT_OUTPUT = 7
+EXIT_STATE = 8
 EXIT_INTERRUPTED = 130
 
 

@@ -12,11 +12,12 @@ import click
 import orjson
 
 from ..engine import Crawler, CrawlResult
-from ..errors import ConfigError, SettingsError, SpiderLoadError
+from ..errors import ConfigError, OutputError, SettingsError, SpiderLoadError
 from ..loglines import get_logger
 from ..settings import Settings
 from ..spider import Spider
 from ..stats import Stats
+from ..supervisor import OUTPUT_FAILED, Failure
 from .loader import load_spider_class
 from .logs import setup_logging
 from .project import load_project
@@ -100,7 +101,15 @@ def run_command(
     job: str | None,
 ) -> None:
     """Run the spider TARGET: a spider name, a module:Class, or a path to a .py file."""
-    from . import EXIT_CONFIG, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SPIDER
+    from . import (
+        EXIT_CONFIG,
+        EXIT_INTERNAL,
+        EXIT_INTERRUPTED,
+        EXIT_OK,
+        EXIT_OUTPUT,
+        EXIT_SPIDER,
+        EXIT_STATE,
+    )
 
     cli_settings = _pairs(set_settings, "-s")
     if log_level:
@@ -138,6 +147,9 @@ def run_command(
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
+    except OutputError as exc:  # e.g. an output that cannot even be created
+        click.echo(f"error: {Failure(OUTPUT_FAILED, exc).line}", err=True)
+        sys.exit(EXIT_OUTPUT)
     except Exception:
         logger.exception("crawl aborted by an internal error")
         sys.exit(EXIT_INTERNAL)
@@ -149,6 +161,10 @@ def run_command(
     click.echo(Stats.summary(result.stats), err=True)
     if stats_file:
         Path(stats_file).write_bytes(orjson.dumps(result.stats, option=orjson.OPT_INDENT_2))
+    if result.failed:
+        # The last line says what failed, in one line (the log above has the details).
+        click.echo(f"error: {result.stats.get('error', result.finish_reason)}", err=True)
+        sys.exit(EXIT_OUTPUT if result.finish_reason == OUTPUT_FAILED else EXIT_STATE)
     sys.exit(EXIT_INTERRUPTED if result.interrupted else EXIT_OK)
 
 

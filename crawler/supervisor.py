@@ -1,0 +1,239 @@
+"""Background work of a crawl, supervised: checkpoints, progress lines, stats publishing.
+
+Every loop runs in the engine's TaskGroup beside the workers and ends once they
+have all ended (:meth:`Supervisor.watch`), after the round it is in: a
+checkpoint is never cut in half. A round that fails is logged with its
+traceback and tried again after a back-off (the interval, doubled for every
+failure in a row, at most a minute). Nothing fails silently.
+
+The supervisor also holds the crawl's one fatal failure (the first one wins):
+
+- ``output_failed`` (``crawl run`` exits 7): an output cannot write, i.e. an
+  :class:`~crawler.errors.OutputError` from ``process_item``, ``flush`` or
+  ``close``, or any exception from a pipeline's ``flush`` or ``close``;
+- ``checkpoint_failed`` (exit 8): ``MAX_CHECKPOINT_FAILURES`` checkpoints in a
+  row failed (the frontier or the state store could not be written), periodic
+  and final ones counted together.
+
+Either way nothing more is leased and the ack gate is sealed: requests in
+flight may finish, but none is marked done after the last good checkpoint, and
+the next run with the same state fetches every request whose items may be missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from .errors import OutputError
+from .loglines import get_logger
+
+__all__ = [
+    "CHECKPOINT_FAILED",
+    "FAILURES",
+    "MAX_CHECKPOINT_FAILURES",
+    "OUTPUT_FAILED",
+    "Failure",
+    "Supervisor",
+    "backoff_s",
+]
+
+logger = get_logger("crawler.engine")
+
+OUTPUT_FAILED = "output_failed"
+CHECKPOINT_FAILED = "checkpoint_failed"
+FAILURES = frozenset((OUTPUT_FAILED, CHECKPOINT_FAILED))
+"""Finish reasons of a crawl stopped by a failure (resumable, non-zero exit code)."""
+
+MAX_CHECKPOINT_FAILURES = 3
+MAX_BACKOFF_S = 60.0
+
+
+def backoff_s(interval_s: float, failures: int) -> float:
+    """How long to wait before the next round: the interval, doubled per failure in a row."""
+    if failures <= 0:
+        return interval_s
+    return min(interval_s * 2**failures, max(interval_s, MAX_BACKOFF_S))
+
+
+class Failure:
+    """Why the crawl stopped: ``reason`` (a finish reason) and the ``error``; ``line`` says both."""
+
+    __slots__ = ("error", "line", "reason")
+
+    def __init__(self, reason: str, error: BaseException) -> None:
+        self.reason = reason
+        self.error = error
+        self.line = _one_line(reason, error)
+
+
+def _one_line(reason: str, error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    cause = error.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text}: {cause}"
+    if reason == OUTPUT_FAILED:
+        output = error.output if isinstance(error, OutputError) else ""
+        text = f"output {output} failed: {text}" if output and output not in text else text
+        if not text.startswith("output"):
+            text = f"output failed: {text}"
+    elif reason == CHECKPOINT_FAILED:
+        text = f"crawl state could not be saved: {text}"
+    return " ".join(text.split())[:1000]  # one line, bounded
+
+
+class Supervisor:
+    """Runs a crawl's background loops and records its fatal failure.
+
+    ``on_failure(failure)`` is called once, for the first failure: the engine seals
+    the ack gate and stops the crawl there.
+    """
+
+    def __init__(
+        self,
+        spider_name: str,
+        on_failure: Callable[[Failure], None],
+        checkpoint_interval_s: float,
+        progress_interval_s: float = 0.0,
+    ) -> None:
+        self.spider_name = spider_name
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.progress_interval_s = progress_interval_s
+        self.failure: Failure | None = None
+        self.checkpoint_failures = 0
+        self._on_failure = on_failure
+        self._done = asyncio.Event()
+
+    def fail(self, reason: str, error: BaseException) -> None:
+        """Stop the crawl for ``reason`` (``output_failed``, ``checkpoint_failed``).
+
+        Only the first failure counts; later ones are logged.
+        """
+        if self.failure is not None:
+            logger.debug("[%s] also: %s", self.spider_name, _one_line(reason, error))
+            return
+        failure = self.failure = Failure(reason, error)
+        logger.error(
+            "[%s] %s; stopping: requests in flight are not marked done, the next run"
+            " with the same state fetches them again",
+            self.spider_name,
+            failure.line,
+        )
+        self._on_failure(failure)
+
+    def start(
+        self,
+        group: asyncio.TaskGroup,
+        workers: Sequence[asyncio.Task[Any]],
+        checkpoint: Callable[[str], Awaitable[None]] | None,
+        report_progress: Callable[[], Awaitable[None]] | None,
+        publish_stats: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        """Start the loops in ``group`` (the workers' TaskGroup); they end with the workers.
+
+        Checkpoints and stats publishing run every ``checkpoint_interval_s`` seconds,
+        progress reports every ``progress_interval_s`` (0: none); None: no such loop.
+        """
+        group.create_task(self.watch(workers), name="supervisor")
+        interval_s = self.checkpoint_interval_s
+        if checkpoint is not None:
+            group.create_task(self.checkpoints(checkpoint), name="checkpoints")
+        if report_progress is not None and self.progress_interval_s:
+            loop = self.every("progress report", self.progress_interval_s, report_progress)
+            group.create_task(loop, name="progress")
+        if publish_stats is not None:
+            loop = self.every("publishing stats", interval_s, publish_stats)
+            group.create_task(loop, name="publish stats")
+
+    async def watch(self, workers: Sequence[asyncio.Task[Any]]) -> None:
+        """Wait for every worker to end, then end the loops (after their current round)."""
+        try:
+            if workers:
+                await asyncio.wait(workers)
+        finally:
+            self._done.set()
+
+    async def every(self, what: str, interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``job`` every ``interval_s`` seconds until the workers end; failures are retried."""
+        failures = 0
+        while not await self._wait_done(backoff_s(interval_s, failures)):
+            try:
+                await job()
+            except Exception:
+                failures += 1
+                logger.error(
+                    "[%s] %s failed (%d in a row); trying again in %.1f s",
+                    self.spider_name,
+                    what,
+                    failures,
+                    backoff_s(interval_s, failures),
+                    exc_info=True,
+                )
+            else:
+                failures = 0
+
+    async def checkpoints(self, checkpoint: Callable[[str], Awaitable[None]]) -> None:
+        """Checkpoint every interval until the workers end or the crawl failed."""
+        interval_s = self.checkpoint_interval_s
+        while self.failure is None:
+            if await self._wait_done(backoff_s(interval_s, self.checkpoint_failures)):
+                return
+            if self.failure is None:
+                await self.checkpoint_once(checkpoint, "running")
+
+    async def final_checkpoint(
+        self, checkpoint: Callable[[str], Awaitable[None]], status: str
+    ) -> None:
+        """The last checkpoint, retried (with back-off) until it succeeds or the crawl failed."""
+        while self.failure is None:
+            if await self.checkpoint_once(checkpoint, status):
+                return
+            if self.failure is None:
+                delay_s = backoff_s(self.checkpoint_interval_s, self.checkpoint_failures)
+                await asyncio.sleep(delay_s)
+
+    async def checkpoint_once(
+        self, checkpoint: Callable[[str], Awaitable[None]], status: str
+    ) -> bool:
+        """One checkpoint; False if it failed (logged, counted, fatal at the limit)."""
+        try:
+            await checkpoint(status)
+        except OutputError as exc:
+            self.fail(OUTPUT_FAILED, exc)
+            return False
+        except Exception as exc:
+            self.checkpoint_failures += 1
+            failures = self.checkpoint_failures
+            if failures < MAX_CHECKPOINT_FAILURES:
+                logger.error(
+                    "[%s] checkpoint failed (%d of %d in a row); trying again in %.1f s",
+                    self.spider_name,
+                    failures,
+                    MAX_CHECKPOINT_FAILURES,
+                    backoff_s(self.checkpoint_interval_s, failures),
+                    exc_info=True,
+                )
+            else:
+                logger.error(
+                    "[%s] checkpoint failed (%d of %d in a row); giving up",
+                    self.spider_name,
+                    failures,
+                    MAX_CHECKPOINT_FAILURES,
+                    exc_info=True,
+                )
+                self.fail(CHECKPOINT_FAILED, exc)
+            return False
+        self.checkpoint_failures = 0
+        return True
+
+    async def _wait_done(self, delay_s: float) -> bool:
+        """Wait ``delay_s`` seconds; True (at once) if the workers ended meanwhile."""
+        if self._done.is_set():
+            return True
+        try:
+            async with asyncio.timeout(delay_s):
+                await self._done.wait()
+        except TimeoutError:
+            return False
+        return True
