@@ -12,12 +12,13 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import orjson
 from itemadapter import is_item
 
 from .checkpoint import ItemBarrier
-from .errors import CrawlerError, DropItem, OutputError
+from .errors import CrawlerError, DropItem, InvalidRequest, OutputError
 from .fingerprint import fingerprint
-from .frontier.base import Frontier
+from .frontier.base import CheckpointMarks, Frontier
 from .loglines import get_logger
 from .pipeline import ItemFailed, PipelineChain
 from .request import Request
@@ -219,30 +220,25 @@ class OutputRouter:
         """Push the start requests, if this process seeds the crawl (offsite ones are dropped).
 
         Every start host is trusted (``trust_host``): the crawl may reach them even on
-        a private network (guard.py). On a resume, or in a shared crawl another process
-        seeded, ``start()`` runs only to learn those hosts; its requests are dropped.
+        a private network (guard.py). A frontier that keeps marks (the SQLite one)
+        remembers them for a resume; elsewhere (a shared crawl another process
+        seeded) the hosts of ``start_urls`` are trusted. ``start()`` never runs twice.
         """
         spider, frontier = self.spider, self.frontier
         if not await frontier.claim_seed():
             logger.info("[%s] resuming: start requests were queued before", spider.name)
-            try:
-                async for request in spider.start():
-                    if isinstance(request, Request):
-                        await trust_host(request.host)
-            except Exception:
-                logger.warning(
-                    "[%s] start() failed while listing the start hosts on resume; private"
-                    " addresses it would have allowed need ALLOWED_NETWORKS",
-                    spider.name,
-                    exc_info=True,
-                )
+            for host in await _saved_start_hosts(frontier, spider):
+                await trust_host(host)
             return
         batch: list[Request] = []
+        hosts: dict[str, None] = {}
         try:
             async for request in spider.start():
                 if not isinstance(request, Request):
                     raise TypeError(f"start() yielded {type(request).__name__}, not a Request")
-                await trust_host(request.host)
+                if request.host not in hosts and len(hosts) < _MAX_START_HOSTS:
+                    hosts[request.host] = None
+                    await trust_host(request.host)
                 batch.append(request)
                 if len(batch) >= 1000:
                     await self.push(batch, parent=None)
@@ -252,6 +248,8 @@ class OutputRouter:
             logger.exception("[%s] start() failed; crawling what it yielded", spider.name)
         if batch:
             await self.push(batch, parent=None)
+        if isinstance(frontier, CheckpointMarks):  # written with the seeded requests
+            frontier.set_marks({_START_HOSTS: orjson.dumps(list(hosts)).decode()})
         await frontier.seed_done()
 
     async def push(self, requests: Sequence[Request], parent: Request | None) -> None:
@@ -277,3 +275,22 @@ class OutputRouter:
         if duplicates:
             self.stats.inc("duplicates", duplicates)
         self.stats.inc("requests", len(accepted) - duplicates)
+
+
+_START_HOSTS = "start_hosts"
+_MAX_START_HOSTS = 100_000  # more start hosts than this are not trusted by name on a resume
+
+
+async def _saved_start_hosts(frontier: Frontier, spider: Any) -> list[str]:
+    """The start hosts of the crawl being resumed (or joined)."""
+    if isinstance(frontier, CheckpointMarks):
+        saved = (await frontier.load_marks()).get(_START_HOSTS)
+        if saved is not None:
+            return list(orjson.loads(saved))
+    hosts = []
+    for url in spider.start_urls:
+        try:
+            hosts.append(Request(url).host)
+        except InvalidRequest:
+            continue
+    return hosts

@@ -86,7 +86,12 @@ class Settings:
     DEPTH_LIMIT: int = _setting(
         0, "Maximum link depth from a start request (0 = unlimited).", minimum=0
     )
-    MAX_PAGES: int = _setting(0, "Stop after this many requests (0 = unlimited).", minimum=0)
+    MAX_PAGES: int = _setting(
+        0,
+        "Stop after this many responses (0 = unlimited); retries, robots.txt and proxy waits"
+        " do not count.",
+        minimum=0,
+    )
     USER_AGENT: str = _setting("crawler/0.1", "The User-Agent header sent with every request.")
     DEFAULT_HEADERS: dict[str, str] = _setting(
         {}, "Headers sent with every request (the spider's `headers` and the request's win)."

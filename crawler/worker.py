@@ -35,7 +35,10 @@ logger = get_logger("crawler.worker")
 # parses without the GIL): on the loop that takes ~7 ms at 128 KiB and 0.1-0.5 s at 10 MiB.
 # Smaller pages keep the lazy parse on the loop: no thread, no extra object.
 THREAD_PARSE_BYTES = 128 * 1024
-_DEFAULT_MAX_LINKS = Settings().MAX_LINKS_PER_RESPONSE
+_DEFAULT_MAX_LINKS: int = Settings.__dataclass_fields__["MAX_LINKS_PER_RESPONSE"].default  # type: ignore[assignment]
+# A page with this many tags may nest deep enough to need the nesting guard's scan, which is
+# pure Python (~1 µs a tag): it runs in the same thread call, off the event loop.
+SCAN_TAGS = 4096
 
 
 class PageBudget:
@@ -201,7 +204,7 @@ class RequestProcessor:
             await self._give_up(lease, error, level=logging.INFO)
             return True
         response.limits = self.limits
-        if len(response.body) >= THREAD_PARSE_BYTES and _is_html(response):
+        if _parse_off_loop(response.body) and _is_html(response):
             await response.prepare_html()
         callback = request.callback or self.spider.parse
         outputs = self.outputs
@@ -365,6 +368,12 @@ class RequestProcessor:
             return False
         exc.request = request  # type: ignore[attr-defined]
         return await self.outputs.run(request.errback, exc, request, None, "errback")
+
+
+def _parse_off_loop(body: bytes) -> bool:
+    """Big pages, and pages with tags enough to need the nesting scan, parse in a thread."""
+    size = len(body)
+    return size >= THREAD_PARSE_BYTES or (size > 3 * SCAN_TAGS and body.count(b"<") > SCAN_TAGS)
 
 
 def _is_html(response: Response) -> bool:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiohttp import web
 
 from crawler.cli.project import ProjectConfig
@@ -52,11 +51,6 @@ class TellingShopSpider(ShopSpider):
     name = "telling_shop"
     handle_unchanged = True
 """
-
-NEEDS_STATE_DIR = pytest.mark.xfail(
-    strict=False,
-    reason="needs working STATE_DIR persistence (in progress: StateStore.open, claim_seed)",
-)
 
 
 @dataclass
@@ -371,7 +365,6 @@ async def test_a_running_job_is_not_started_twice(tmp_path):
     assert done.exit_code == 0 and [r.run_id for r in runs] == [done.run_id]
 
 
-@NEEDS_STATE_DIR
 async def test_resume_jobs_continue_an_interrupted_run_and_restart_a_finished_one(tmp_path):
     async with shop_site() as (server, _products):
         shop = shop_of(server)

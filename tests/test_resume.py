@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import signal
@@ -114,6 +115,10 @@ async def start(tmp: Path, server: SiteServer, *extra: str, env: dict[str, str] 
         "items.db",
         "-o",
         "items.jsonl",
+        "-o",
+        "items.csv",
+        "-o",
+        "items.json",
         *extra,
     ]
     return await asyncio.create_subprocess_exec(
@@ -142,6 +147,18 @@ def jsonl_items(tmp: Path) -> list[str]:
     return [json.loads(line)["n"] for line in (tmp / "items.jsonl").read_text().splitlines()]
 
 
+def file_items(tmp: Path) -> dict[str, list[str]]:
+    """The items of every file output, sorted (each must hold every page exactly once)."""
+    with open(tmp / "items.csv", newline="") as f:
+        csv_rows = list(csv.DictReader(f))
+    return {
+        "jsonl": sorted(jsonl_items(tmp)),
+        "csv": sorted(row["n"] for row in csv_rows),
+        "json": sorted(item["n"] for item in json.loads((tmp / "items.json").read_text())),
+        "db": db_items(tmp),
+    }
+
+
 ALL = sorted(f"p{n}" for n in range(PAGES))
 
 
@@ -163,8 +180,8 @@ async def test_sigkill_after_n_pages_then_resume_loses_nothing(tmp_path: Path, k
         proc = await start(tmp_path, server)
         _, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, err.decode()
-    assert db_items(tmp_path) == ALL  # keyed output: every page exactly once
-    assert sorted(set(jsonl_items(tmp_path))) == ALL  # JSON Lines: every page at least once
+    # every output, keyed or not, holds every page exactly once
+    assert file_items(tmp_path) == {"jsonl": ALL, "csv": ALL, "json": ALL, "db": ALL}
     paths = [r.path_qs for r in server.requests]
     assert set(paths) == {f"/p{n}" for n in range(PAGES)}
     # The resumed run fetches exactly what was not recorded as done, each page once:
@@ -189,8 +206,30 @@ async def test_sigkill_during_pipeline_flush_then_resume(tmp_path: Path):
         proc = await start(tmp_path, server)
         _, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, err.decode()
-    assert db_items(tmp_path) == ALL
-    assert sorted(set(jsonl_items(tmp_path))) == ALL
+    assert file_items(tmp_path) == {"jsonl": ALL, "csv": ALL, "json": ALL, "db": ALL}
+
+
+@pytest.mark.parametrize("kills", [(3, 12, 25), (1, 2, 3)])
+async def test_several_sigkills_and_resumes_leave_every_item_exactly_once(
+    tmp_path: Path, kills: tuple[int, ...]
+):
+    (tmp_path / "spider.py").write_text(SPIDER)
+    async with SiteServer(site_pages()) as server:
+        for after in kills:
+            gate = Gate(after)  # hold the crawl after `after` more pages, then kill it there
+            server.pages = site_pages()
+            gate.wrap(server.pages)
+            proc = await start(tmp_path, server)
+            await asyncio.wait_for(gate.reached.wait(), 30)
+            proc.kill()
+            await proc.wait()
+            gate.release.set()
+        server.pages = site_pages()
+        proc = await start(tmp_path, server)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+    assert file_items(tmp_path) == {"jsonl": ALL, "csv": ALL, "json": ALL, "db": ALL}
+    assert "dropped" in err.decode() or kills == (1, 2, 3)  # a cut-back is logged
 
 
 async def test_sigint_leaves_a_resumable_state(tmp_path: Path):
@@ -219,6 +258,8 @@ async def test_sigint_leaves_a_resumable_state(tmp_path: Path):
         assert proc.returncode == 0
         assert "already finished" in err.decode()
         assert len(server.requests) == before
+        # --restart is a fresh start: `-o` appends, and a JSON array cannot be appended to
+        (tmp_path / "items.json").unlink()
         proc = await start(tmp_path, server, "--restart")
         _, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, err.decode()

@@ -17,6 +17,8 @@ code  meaning
 4     a health check failed (min_items, required_fields): see the history
 5     crawl errors over the threshold (the max_error_rate check failed)
 6     not started: the job is already running (its lock is held)
+7     an output failed (disk full, ...): the next run of the job resumes
+8     the crawl state could not be saved: the next run of the job resumes
 130   interrupted (SIGINT/SIGTERM): pipelines were flushed, the run recorded
 ====  =====================================================================
 

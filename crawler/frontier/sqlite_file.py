@@ -168,7 +168,7 @@ class StateFile:
         try:
             await db.execute("BEGIN")
             await db.execute("DELETE FROM requests")
-            await db.execute("DELETE FROM meta WHERE key = 'seeded'")
+            await db.execute("DELETE FROM meta WHERE key = 'seeded' OR key GLOB ?", (_MARK + "*",))
             await db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:

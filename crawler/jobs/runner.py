@@ -50,6 +50,8 @@ class ExitCode(IntEnum):
     HEALTH_CHECK = 4
     CRAWL_ERRORS = 5
     ALREADY_RUNNING = 6
+    OUTPUT_FAILED = 7
+    STATE_FAILED = 8
     INTERRUPTED = 130
 
 
@@ -114,7 +116,11 @@ def _spider_target(target: str, root: Path) -> str:
     return target
 
 
-RESUMABLE = frozenset(("interrupted", "cancelled", "crashed", "lock_lost"))
+RESUMABLE = frozenset(
+    ("interrupted", "cancelled", "crashed", "lock_lost", "output_failed", "checkpoint_failed")
+)
+# Finish reasons of a crawl that stopped on an error of its own, and their exit codes.
+_FAILED = {"output_failed": ExitCode.OUTPUT_FAILED, "checkpoint_failed": ExitCode.STATE_FAILED}
 """Finish reasons after which a job with a STATE_DIR continues its crawl instead of restarting."""
 
 
@@ -373,7 +379,10 @@ def _finish(
     for check in checks:
         if not check.ok:
             logger.error("job %s: health check %s failed: %s", job.name, check.name, check.detail)
-    if result.interrupted or result.finish_reason == "lock_lost":
+    if result.finish_reason in _FAILED:
+        record.finish_reason, record.exit_code = result.finish_reason, _FAILED[result.finish_reason]
+        record.error = str(result.stats.get("error", ""))
+    elif result.interrupted or result.finish_reason == "lock_lost":
         record.finish_reason, record.exit_code = result.finish_reason, ExitCode.INTERRUPTED
     elif "max_error_rate" in failed:
         record.finish_reason, record.exit_code = "too_many_errors", ExitCode.CRAWL_ERRORS
