@@ -15,7 +15,7 @@ from crawler.errors import ConfigError, OutputError
 from crawler.loglines import get_logger
 
 from .faults import DEFAULT_RETRY, WriteRetry
-from .files import BufferedFile
+from .files import BufferedFile, FileOutput
 from .jsonlines import dumps, to_dict, unencodable
 
 __all__ = ["CsvExporter"]
@@ -80,7 +80,7 @@ def _cell(name: str, value: Any) -> Any:
     return str(value)
 
 
-class CsvExporter:
+class CsvExporter(FileOutput):
     """Writes items as CSV rows to ``path``; appends unless ``overwrite`` is true.
 
     Columns are ``fields``, else the first item's keys; when appending to a
@@ -97,6 +97,8 @@ class CsvExporter:
     the file back to it and goes on with those columns and no second header,
     so each item is in the file exactly once.
     """
+
+    kind = "csv"
 
     def __init__(
         self,
@@ -120,9 +122,6 @@ class CsvExporter:
         self._text = io.StringIO()
         self._writer = csv.writer(self._text)
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {os.fspath(self.path)!r}>"
-
     def _set_fields(self, fields: list[str]) -> None:
         self.fields = fields
         self._columns = set(fields)
@@ -130,17 +129,9 @@ class CsvExporter:
     def _mark(self) -> dict[str, Any]:
         return {"header": not self._header_pending, "fields": self.fields}
 
-    def output_id(self) -> str:
-        """``csv:/absolute/path``."""
-        return self._out.output_id("csv")
-
-    def durable_position(self) -> dict[str, Any]:
-        """``{"offset", "dev", "ino", "header", "fields"}`` after the last durable flush."""
-        return self._out.position()
-
     def resume_at(self, position: dict[str, Any] | None, resuming: bool) -> None:
         """Before ``open``: cut back to ``position`` when resuming (OutputError if impossible)."""
-        self._out.resume_at(position, resuming)
+        super().resume_at(position, resuming)
         self._resume_header = None
         if self._out.resume_mark is not None and position is not None:
             header, fields = position.get("header"), position.get("fields")

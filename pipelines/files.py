@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from crawler.errors import ConfigError, OutputError
 from crawler.loglines import get_logger
@@ -368,3 +368,31 @@ class BufferedFile:
             )
             return self._failed
         return None
+
+
+class FileOutput:
+    """What the file exporters share: a :class:`BufferedFile` (``_out``) named ``path``,
+    and the ``CheckpointedOutput`` capability on top of it.
+
+    ``durable_position()`` is ``{"offset", "dev", "ino"}`` plus what an exporter
+    keeps in the file's mark (CSV: the header and fields; JSON array: the item count).
+    """
+
+    kind: ClassVar[str]
+    path: str | os.PathLike[str]
+    _out: BufferedFile
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {os.fspath(self.path)!r}>"
+
+    def output_id(self) -> str:
+        """``<kind>:/absolute/path`` (``<kind>:-`` for stdout)."""
+        return self._out.output_id(self.kind)
+
+    def durable_position(self) -> dict[str, Any]:
+        """Where the last durable flush left the file (``{}`` for stdout or a pipe)."""
+        return self._out.position()
+
+    def resume_at(self, position: dict[str, Any] | None, resuming: bool) -> None:
+        """Before ``open``: cut back to ``position`` when resuming (OutputError if impossible)."""
+        self._out.resume_at(position, resuming)

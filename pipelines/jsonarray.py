@@ -10,7 +10,7 @@ from typing import Any
 from crawler.errors import ConfigError, OutputError
 
 from .faults import DEFAULT_RETRY, WriteRetry
-from .files import BufferedFile
+from .files import BufferedFile, FileOutput
 from .jsonlines import dumps_item, to_dict
 
 __all__ = ["JsonArrayExporter"]
@@ -25,7 +25,7 @@ def _size(path: str | os.PathLike[str]) -> int:
     return info.st_size if stat.S_ISREG(info.st_mode) else 0
 
 
-class JsonArrayExporter:
+class JsonArrayExporter(FileOutput):
     """Writes all items to ``path`` as one JSON array, one item per line; ``[]`` if none.
 
     An array cannot be appended to and stay valid JSON, so an existing
@@ -43,6 +43,8 @@ class JsonArrayExporter:
     file holds data; without a state folder a crawl cannot resume into it.
     """
 
+    kind = "json"
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -56,20 +58,9 @@ class JsonArrayExporter:
         self._count = 0
         self._resume_count: int | None = None
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {os.fspath(self.path)!r}>"
-
-    def output_id(self) -> str:
-        """``json:/absolute/path``."""
-        return self._out.output_id("json")
-
-    def durable_position(self) -> dict[str, Any]:
-        """``{"offset", "dev", "ino", "items"}`` after the last durable flush."""
-        return self._out.position()
-
     def resume_at(self, position: dict[str, Any] | None, resuming: bool) -> None:
         """Before ``open``: cut back to ``position`` when resuming (OutputError if impossible)."""
-        self._out.resume_at(position, resuming)
+        super().resume_at(position, resuming)
         self._resume_count = None
         if self._out.resume_mark is not None and position is not None:
             count = position.get("items")

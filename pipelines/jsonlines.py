@@ -15,7 +15,7 @@ import orjson
 from itemadapter import ItemAdapter, is_item
 
 from .faults import DEFAULT_RETRY, WriteRetry
-from .files import FLUSH_BYTES, BufferedFile, whole_lines
+from .files import FLUSH_BYTES, BufferedFile, FileOutput, whole_lines
 
 __all__ = [
     "FLUSH_BYTES",
@@ -75,7 +75,7 @@ def dumps_item(data: dict[Any, Any]) -> bytes:
         raise unencodable(data, exc) from exc
 
 
-class JsonLinesExporter:
+class JsonLinesExporter(FileOutput):
     """Writes one JSON object per line to ``path`` (``.jsonl``/``.jl``), or stdout for ``"-"``.
 
     Appends to an existing file unless ``overwrite`` is true; a partial last
@@ -92,6 +92,8 @@ class JsonLinesExporter:
     (a resumed crawl re-emits the items of requests in flight at the crash).
     """
 
+    kind = "jsonlines"
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -102,21 +104,6 @@ class JsonLinesExporter:
         self.path = path
         self.overwrite = overwrite
         self._out = BufferedFile(path, retry=retry)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {os.fspath(self.path)!r}>"
-
-    def output_id(self) -> str:
-        """``jsonlines:/absolute/path`` (``jsonlines:-`` for stdout)."""
-        return self._out.output_id("jsonlines")
-
-    def durable_position(self) -> dict[str, Any]:
-        """``{"offset", "dev", "ino"}`` after the last durable flush; ``{}`` for stdout."""
-        return self._out.position()
-
-    def resume_at(self, position: dict[str, Any] | None, resuming: bool) -> None:
-        """Before ``open``: cut back to ``position`` when resuming (OutputError if impossible)."""
-        self._out.resume_at(position, resuming)
 
     async def open(self, spider: Any) -> None:
         """Open the output file."""
