@@ -56,7 +56,6 @@ class DownloaderOptions:
     max_bytes: int = 16 * 1024 * 1024
     max_redirects: int = 10
     proxy: str = ""
-    read_timeout_s: float = 20.0
     guard: GuardOptions = field(default_factory=GuardOptions)
 
     @classmethod
@@ -101,6 +100,7 @@ class DownloaderOptions:
                 },
                 cookie_jar=settings.COOKIE_JAR,
                 timeout_s=settings.REQUEST_TIMEOUT,
+                read_timeout_s=settings.READ_TIMEOUT,
                 max_open=settings.MAX_SESSIONS,
                 unix_sockets=dict(settings.UNIX_SOCKETS),
                 trust_env=settings.TRUST_ENV,
@@ -116,7 +116,6 @@ class DownloaderOptions:
             max_bytes=settings.MAX_RESPONSE_SIZE,
             max_redirects=settings.MAX_REDIRECTS,
             proxy=settings.PROXY,
-            read_timeout_s=settings.READ_TIMEOUT,
             guard=GuardOptions(settings.BLOCK_PRIVATE_NETWORKS, tuple(settings.ALLOWED_NETWORKS)),
         )
 
@@ -241,7 +240,7 @@ class Downloader:
         timings: dict[str, float] = {}
         deadline = time.monotonic() + self.options.sessions.timeout_s  # for the whole chain
         limit = self._limit(request)
-        response = await self._exchange(request, proxy, timings, deadline, limit, True)
+        response = await self._exchange(request, proxy, timings, None, limit, True)
         if request.allow_redirects and response.status in REDIRECT_STATUSES:
             response = await self._follow(
                 request, response, proxy, timings, deadline, limit, follow
@@ -263,7 +262,7 @@ class Downloader:
         hop: Request,
         proxy: str | None,
         timings: dict[str, float],
-        deadline: float,
+        deadline: float | None,
         limit: BodyLimit,
         with_credentials: bool,
     ) -> Response:
@@ -278,9 +277,11 @@ class Downloader:
             await self._explain_literal(hop)
         if proxy and self.guard.enabled:
             self._check_through_proxy(hop)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise RequestTimeout(f"timed out fetching {short_url(hop.url)}", hop.url)
+        remaining = None  # the first hop has the session's REQUEST_TIMEOUT, whole
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimeout(f"timed out fetching {short_url(hop.url)}", hop.url)
         session = pool.acquire(host)
         ssl = None
         if hop.yarl_url.scheme == "https" or hop.ssl is not None:
@@ -296,7 +297,7 @@ class Downloader:
                 hop,
                 limit,
                 timeout_s=remaining,
-                read_timeout_s=self.options.read_timeout_s,
+                read_timeout_s=self.options.sessions.read_timeout_s,
                 headers=headers,
                 proxy=proxy,
                 ssl=ssl,

@@ -60,7 +60,7 @@ async def fetch(
     request: Request,
     limit: BodyLimit,
     *,
-    timeout_s: float,
+    timeout_s: float | None = None,
     read_timeout_s: float | None = None,
     headers: Mapping[str, str] | None = None,
     proxy: str | None = None,
@@ -70,18 +70,18 @@ async def fetch(
     """One HTTP exchange for ``request`` with ``session``; a :class:`FetchError` on failure.
 
     Redirects are not followed here (see ``redirects.py``): a 3xx is returned.
-    ``timeout_s`` bounds the whole exchange (connect, headers, body, decoding);
-    ``read_timeout_s`` the wait for any one read. ``headers`` replace
+    ``timeout_s`` replaces the session's REQUEST_TIMEOUT (what is left of it for a
+    later hop), ``read_timeout_s`` its READ_TIMEOUT. aiohttp's timer bounds the
+    connection, the headers and every read; decoding between reads is bounded by
+    the size cap (see ``decoding.py``). ``headers`` replace
     ``request.headers`` (the downloader adds credentials for the origin).
     ``proxy`` and ``ssl`` are the already-resolved choices for this request;
     ``timings`` (filled by the timing TraceConfig) becomes ``response.timings``.
     """
-    kwargs: dict[str, Any] = {
-        "allow_redirects": False,
-        "timeout": aiohttp.ClientTimeout(
-            total=timeout_s, sock_read=min(read_timeout_s or timeout_s, timeout_s)
-        ),
-    }
+    kwargs: dict[str, Any] = {"allow_redirects": False}
+    if timeout_s is not None:
+        read = min(read_timeout_s or timeout_s, timeout_s)
+        kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout_s, sock_read=read)
     if timings is not None:
         kwargs["trace_request_ctx"] = timings
     headers = request.headers if headers is None else headers
@@ -105,28 +105,26 @@ async def fetch(
         kwargs["ssl"] = ssl
     url = request.url
     try:
-        # aiohttp's own total timeout does not cover our decoding: one deadline for all
-        async with asyncio.timeout(timeout_s):
-            async with session.request(request.method, request.yarl_url, **kwargs) as resp:
-                if resp.status == 407:  # only a proxy says this (for https, aiohttp raises)
-                    raise ProxyError(
-                        f"proxy {redact(proxy) or '(from the environment)'} refused"
-                        f" {short_url(url)}:"
-                        f" HTTP 407 {resp.reason or 'Proxy Authentication Required'}"
-                        " (check the credentials in the proxy URL)",
-                        url,
-                    )
-                body = await _read_body(resp, limit, url, request.method)
-                return Response(
-                    resp.url,
-                    resp.status,
-                    resp.headers,
-                    body,
-                    request,
-                    raw_headers=resp.raw_headers,
-                    cookies=resp.cookies,
-                    timings=timings,
+        async with session.request(request.method, request.yarl_url, **kwargs) as resp:
+            if resp.status == 407:  # only a proxy says this (for https, aiohttp raises)
+                raise ProxyError(
+                    f"proxy {redact(proxy) or '(from the environment)'} refused"
+                    f" {short_url(url)}:"
+                    f" HTTP 407 {resp.reason or 'Proxy Authentication Required'}"
+                    " (check the credentials in the proxy URL)",
+                    url,
                 )
+            body = await _read_body(resp, limit, url, request.method)
+            return Response(
+                resp.url,
+                resp.status,
+                resp.headers,
+                body,
+                request,
+                raw_headers=resp.raw_headers,
+                cookies=resp.cookies,
+                timings=timings,
+            )
     except FetchError:
         raise
     except Exception as exc:
@@ -182,8 +180,7 @@ async def _read_body(
     if method == "HEAD" or resp.status < 200 or resp.status in _BODILESS:
         return b""
     max_bytes = limit.max_bytes
-    # Every layer of a stack counts: MAX_LAYERS x the cap bounds the decoding work.
-    decoder = BodyDecoder(resp.headers.get("Content-Encoding"), url, max_bytes * MAX_LAYERS)
+    encoding = resp.headers.get("Content-Encoding")
     length = resp.content_length
     if max_bytes and length is not None and length > max_bytes and not limit.truncate:
         resp.close()
@@ -191,6 +188,10 @@ async def _read_body(
             f"response from {short_url(url)} is {length} bytes, over MAX_RESPONSE_SIZE={max_bytes}",
             url,
         )
+    if length is not None and not encoding:
+        return await resp.read()  # exactly Content-Length bytes, known to be under the cap
+    # Every layer of a stack counts: MAX_LAYERS x the cap bounds the decoding work.
+    decoder = BodyDecoder(encoding, url, max_bytes * MAX_LAYERS)
     parts: list[bytes] = []
     total = steps = 0
     try:

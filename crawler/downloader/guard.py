@@ -157,10 +157,12 @@ class AddressGuard:
         """True if ``host`` was trusted with :meth:`trust_host`."""
         return host.lower().rstrip(".") in self._hosts
 
-    def remember(self, addresses: Iterable[str]) -> None:
-        """Allow ``addresses`` (what a trusted host resolved to)."""
+    def remember(self, addresses: Iterable[str], host: str | None = None) -> None:
+        """Allow ``addresses``: what the trusted ``host`` (no longer pending) resolved to."""
         for address in addresses:
             self._addresses.add(_parse(address))
+        if host is not None:
+            self._pending.discard(host.lower().rstrip("."))
 
     def check(self, host: str, address: str) -> None:
         """Raise :class:`BlockedAddressError` if ``address`` (of ``host``) is refused."""
@@ -202,7 +204,7 @@ class GuardedResolver(AbstractResolver):
         results = await self.inner.resolve(host, port, family)
         guard = self._guard
         if guard.trusts_host(host):
-            guard.remember(r["host"] for r in results)
+            guard.remember((r["host"] for r in results), host)
             return results
         allowed = [r for r in results if guard.allows(_parse(r["host"]))]
         if not allowed and results and guard.pending:

@@ -64,6 +64,7 @@ class SessionOptions:
     domain_cookies: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     cookie_jar: str = "strict"
     timeout_s: float = 30.0
+    read_timeout_s: float | None = None
     max_open: int = 256
     unix_sockets: Mapping[str, str] = field(default_factory=dict)
     trust_env: bool = False
@@ -86,7 +87,8 @@ class SessionPool:
         self._options = options
         self._open: OrderedDict[str, _Entry] = OrderedDict()
         self._jars: dict[str, AbstractCookieJar] = {}
-        self._timeout = aiohttp.ClientTimeout(total=options.timeout_s)
+        read = min(options.read_timeout_s or options.timeout_s, options.timeout_s)
+        self._timeout = aiohttp.ClientTimeout(total=options.timeout_s, sock_read=read)
         self._closing: list[aiohttp.ClientSession] = []
         self._unix = {h.lower(): path for h, path in options.unix_sockets.items()}
         self._unix_connectors: dict[str, aiohttp.UnixConnector] = {}
