@@ -387,7 +387,8 @@ class Crawler:
                 # A bug in our own code must not stop the crawl or lose the lease.
                 self.stats.inc("internal_errors")
                 logger.exception("[%s] internal error on %s", self.spider.name, lease.request.url)
-                await frontier.fail(lease, "internal_error")
+                if lease.settled is None:
+                    await frontier.fail(lease, "internal_error")
             if budget is not None and budget.settle(kept) and self._finish_reason is None:
                 self._finish_reason = "max_pages"
                 frontier.stop()

@@ -20,6 +20,7 @@ Every class name says how the engine reacts to it::
     │   └── TooManyRedirects          a redirect loop or a chain over MAX_REDIRECTS
     ├── CallbackError                 a spider callback raised (wraps the original)
     ├── OutputError                   an output cannot write (disk full): the crawl stops (exit 7)
+    ├── LeaseError                    a lease given back twice (a bug in the caller)
     └── DropItem                      raised by a pipeline to drop an item (not a failure)
 
 Retry and stats code reads these with ``isinstance``, never by message text.
@@ -39,6 +40,7 @@ __all__ = [
     "FetchError",
     "HttpError",
     "InvalidRequest",
+    "LeaseError",
     "NetworkError",
     "OutputError",
     "ProxyError",
@@ -170,6 +172,10 @@ class OutputError(CrawlerError):
     def __init__(self, message: str, output: str = "") -> None:
         super().__init__(message)
         self.output = output
+
+
+class LeaseError(CrawlerError):
+    """A frontier lease was acked, failed or retried a second time (a bug in the caller)."""
 
 
 class DropItem(CrawlerError):

@@ -493,3 +493,29 @@ async def test_same_lease_order_as_the_memory_frontier(tmp_path: Path) -> None:
             assert sqlite.loaded_count() <= 7 + 3
     finally:
         await sqlite.close()
+
+
+@pytest.mark.parametrize("first", ["ack", "fail", "retry"])
+@pytest.mark.parametrize("second", ["ack", "fail", "retry"])
+async def test_a_lease_is_given_back_once(make: Make, first: str, second: str) -> None:
+    from crawler.errors import LeaseError
+
+    frontier, _ = await make()
+    await frontier.push([req("/1"), req("/2")])
+    lease = await lease_now(frontier)
+    assert lease is not None
+
+    async def give_back(how: str) -> None:
+        if how == "ack":
+            await frontier.ack(lease)
+        elif how == "fail":
+            await frontier.fail(lease, "test")
+        else:
+            await frontier.retry(lease, 60.0)
+
+    await give_back(first)
+    before = await frontier.counts()
+    with pytest.raises(LeaseError, match=r"already given back \(" + first + r"\)"):
+        await give_back(second)
+    assert await frontier.counts() == before  # nothing was counted twice
+    assert before.in_flight == 0

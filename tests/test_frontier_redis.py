@@ -28,6 +28,7 @@ from test_frontier_contract import (
     take,
     test_a_done_request_stays_seen,
     test_a_late_high_priority_request_overtakes_a_long_queue,
+    test_a_lease_is_given_back_once,
     test_a_retry_goes_behind_requests_of_its_priority,
     test_add_seen_records_fingerprints_for_push,
     test_close_wakes_waiters,
@@ -71,6 +72,7 @@ CONTRACT = [
     test_stop_wakes_waiters_and_refuses_further_leases,
     test_close_wakes_waiters,
     test_counts_follow_each_request,
+    test_a_lease_is_given_back_once,
 ]
 
 

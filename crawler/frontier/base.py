@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from ..errors import LeaseError
+from ..loglines import short_url
 from ..request import Request
 
 __all__ = ["CheckpointMarks", "Frontier", "FrontierCounts", "Lease", "PolitenessPolicy"]
@@ -19,11 +21,26 @@ __all__ = ["CheckpointMarks", "Frontier", "FrontierCounts", "Lease", "Politeness
 
 @dataclass(slots=True)
 class Lease:
-    """A request handed to one worker; give it back with ack, fail or retry."""
+    """A request handed to one worker; give it back with ack, fail or retry, once.
+
+    ``settled`` says how it was given back (None while it is held). Every
+    backend calls :meth:`settle` first, so a second ack, fail or retry of the same
+    lease raises :class:`~crawler.errors.LeaseError` instead of corrupting counts.
+    """
 
     request: Request
     host: str
     fingerprint: bytes
+    settled: str | None = field(default=None, compare=False)
+
+    def settle(self, how: str) -> None:
+        """Record that the lease is given back (``how``: ack, fail, retry), or raise."""
+        if self.settled is not None:
+            raise LeaseError(
+                f"the lease of {short_url(self.request.url)} was already given back"
+                f" ({self.settled}); a second {how} is a bug in the caller"
+            )
+        self.settled = how
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,16 +100,19 @@ class MemoryFrontier:
 
     async def ack(self, lease: Lease) -> None:
         """The request was handled."""
+        lease.settle("ack")
         self._done += 1
         self._release(lease)
 
     async def fail(self, lease: Lease, reason: str) -> None:
         """The request finally failed."""
+        lease.settle("fail")
         self._failed += 1
         self._release(lease)
 
     async def retry(self, lease: Lease, delay_s: float) -> None:
         """Re-queue the request once ``delay_s`` seconds have passed."""
+        lease.settle("retry")
         due = self.clock.now() + delay_s
         heapq.heappush(self._sleeping, (due, next(self._seq), lease.request, lease.fingerprint))
         self._release(lease)

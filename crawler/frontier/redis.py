@@ -54,6 +54,8 @@ __all__ = ["ClusterStatus", "RedisFrontier", "read_status"]
 
 logger = get_logger("crawler.frontier")
 
+_OUTCOMES = {b"D": "ack", b"F": "fail", b"R": "retry"}
+
 _POLL_MIN_S = 0.05
 _POLL_MAX_S = 0.5
 _MOVES = 64  # expired leases / due retries / due hosts handled per lease call
@@ -388,9 +390,10 @@ class RedisFrontier:
     def _give_back(
         self, lease: Lease, outcome: bytes, delay_s: float = 0.0, data: bytes = b""
     ) -> None:
+        lease.settle(_OUTCOMES[outcome])  # a second ack/fail/retry raises LeaseError
         held = self._held.pop(id(lease), None)
         if held is None or held[0] is not lease:
-            logger.warning("frontier %s: %s was not leased (acked twice?)", self.job, lease.request)
+            logger.warning("frontier %s: %s was not leased here", self.job, lease.request)
             return
         self._releases.queue((held[1], outcome, delay_s, data, lease.request.url))
 

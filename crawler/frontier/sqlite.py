@@ -230,7 +230,7 @@ class SqliteFrontier:
 
     async def ack(self, lease: Lease) -> None:
         """The request was handled."""
-        row_id = self._release(lease)
+        row_id = self._release(lease, "ack")
         if row_id is not None:
             self._done += 1
             self._file.change(
@@ -240,7 +240,7 @@ class SqliteFrontier:
 
     async def fail(self, lease: Lease, reason: str) -> None:
         """The request finally failed for ``reason``."""
-        row_id = self._release(lease)
+        row_id = self._release(lease, "fail")
         if row_id is not None:
             self._failed += 1
             self._file.change(row_id, lease.host, schema.SET_FAILED, (reason, row_id), final=True)
@@ -253,7 +253,7 @@ class SqliteFrontier:
         except CrawlerError:
             await self.fail(lease, "unstorable")
             raise
-        row_id = self._release(lease)
+        row_id = self._release(lease, "retry")
         if row_id is not None:
             due = self.clock.now() + delay_s
             seq = self._next_id
@@ -413,12 +413,11 @@ class SqliteFrontier:
 
     # -- leases and waiting ---------------------------------------------------------------
 
-    def _release(self, lease: Lease) -> int | None:
+    def _release(self, lease: Lease, how: str) -> int | None:
+        lease.settle(how)  # a second ack/fail/retry raises LeaseError
         held = self._leases.pop(id(lease), None)
         if held is None or held[0] is not lease:
-            logger.warning(
-                "frontier %s: %s was not leased (acked twice?)", self.path, lease.request
-            )
+            logger.warning("frontier %s: %s was not leased here", self.path, lease.request)
             return None
         self._in_flight -= 1
         self.readiness.finished(lease.host)
