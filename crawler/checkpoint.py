@@ -33,7 +33,7 @@ from .frontier.base import CheckpointMarks, Frontier, FrontierCounts, Lease
 from .loglines import get_logger
 from .pipeline import PipelineChain
 from .request import Request
-from .storage import StateStore, load_jar
+from .storage import StateStore
 
 __all__ = [
     "AckGate",
@@ -337,10 +337,7 @@ class CrawlState:
 
     async def restore_cookies(self, sessions: Any) -> int:
         """Put the saved cookie jars back into the session pool; returns the cookie count."""
-        total = 0
-        for key, records in (await self.store.load_cookies()).items():
-            total += load_jar(sessions.jar_for_key(key), records)
-        return total
+        return await self.store.restore_cookies(sessions)
 
     async def checkpoint(
         self,

@@ -34,6 +34,7 @@ import aiosqlite
 from ..clock import Clock, TimerHandle
 from ..errors import ConfigError, CrawlerError
 from ..loglines import get_logger
+from ..storage import DatabaseKind, open_database
 from .domains import HeadKey
 from .sqlite_schema import (
     APPLICATION_ID,
@@ -339,83 +340,28 @@ class StateFile:
 # -- opening ------------------------------------------------------------------------------
 
 
+FRONTIER_FILE = DatabaseKind(
+    noun="crawl state file",
+    application_id=APPLICATION_ID,
+    version=SCHEMA_VERSION,
+    schema=SCHEMA,
+    tables=frozenset(("meta", "requests")),
+    remedy="choose another state path",
+)
+
+
 async def _connect(path: Path, busy_timeout_s: float) -> aiosqlite.Connection:
-    where = str(path)
+    db = await open_database(path, FRONTIER_FILE, busy_timeout_s=busy_timeout_s, exclusive=True)
     try:
-        # Create the file first: a path sqlite cannot open would leave aiosqlite's thread
-        # finishing after the caller's event loop is gone; this also gives the OS's reason.
-        await asyncio.to_thread(_touch, path)
-    except OSError as exc:
-        raise ConfigError(f"cannot open crawl state {where}: {exc.strerror or exc}") from None
-    try:
-        db = await aiosqlite.connect(where, timeout=busy_timeout_s, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise ConfigError(f"cannot open crawl state {where}: {exc}") from None
-    try:
-        await db.execute("PRAGMA locking_mode = EXCLUSIVE")
-        await db.execute("BEGIN EXCLUSIVE")  # take the lock now; held until close
-        (app_id,) = await _one(db, "PRAGMA application_id")
-        (version,) = await _one(db, "PRAGMA user_version")
-        rows = await db.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
-        await db.execute("COMMIT")
-        _check(where, app_id, version, {name for (name,) in rows})
-        await db.execute("PRAGMA journal_mode = WAL")
         await db.execute("PRAGMA synchronous = NORMAL")
         await db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         await db.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
-        if app_id == 0:
-            await db.executescript(SCHEMA)
     except BaseException as exc:
         await db.close()
         if isinstance(exc, sqlite3.Error):
-            raise _open_error(where, exc) from None
+            raise ConfigError(f"cannot open crawl state {path}: {exc}") from None
         raise
     return db
-
-
-def _touch(path: Path) -> None:
-    with path.open("ab"):
-        pass
-
-
-async def _one(db: aiosqlite.Connection, sql: str) -> Any:
-    async with db.execute(sql) as cursor:
-        return await cursor.fetchone()
-
-
-def _check(where: str, app_id: int, version: int, tables: set[str]) -> None:
-    if app_id == 0 and not tables:
-        return  # a new (or empty) file: ours to create
-    if app_id != APPLICATION_ID:
-        what = f"application_id {app_id:#010x}" if app_id else f"tables {sorted(tables)[:5]}"
-        raise ConfigError(
-            f"{where} is an SQLite database of another application ({what}), not a crawl"
-            " state file; choose another state path"
-        )
-    if version > SCHEMA_VERSION:
-        raise ConfigError(
-            f"crawl state {where} has schema version {version}, newer than this crawler"
-            f" understands ({SCHEMA_VERSION}): upgrade crawler, or choose another state path"
-        )
-    if version < SCHEMA_VERSION or not {"meta", "requests"} <= tables:
-        raise ConfigError(
-            f"crawl state {where} has schema version {version} and tables {sorted(tables)},"
-            f" expected version {SCHEMA_VERSION}: it cannot be resumed; choose another path"
-        )
-
-
-def _open_error(where: str, exc: sqlite3.Error) -> ConfigError:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        return ConfigError(
-            f"crawl state {where} is in use by another crawl (the file is locked);"
-            " wait for it to finish, or choose another state path"
-        )
-    if code == sqlite3.SQLITE_NOTADB:
-        return ConfigError(
-            f"{where} is not a crawl state file (not an SQLite database); choose another state path"
-        )
-    return ConfigError(f"cannot open crawl state {where}: {exc}")
 
 
 async def _read_contents(db: aiosqlite.Connection) -> Contents:

@@ -18,7 +18,6 @@ import asyncio
 import os
 import secrets
 import socket
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from ..errors import ConfigError
+from ..storage import DatabaseKind, open_database
 from .scheduler import utc_now
 
 __all__ = ["Claim", "Holder", "LockInfo", "RunHistory", "RunRecord", "new_run_id"]
@@ -36,7 +35,11 @@ __all__ = ["Claim", "Holder", "LockInfo", "RunHistory", "RunRecord", "new_run_id
 APPLICATION_ID = 0x43524C48  # "CRLH": crawler run history
 SCHEMA_VERSION = 1
 
-_SCHEMA = """
+HISTORY_FILE = DatabaseKind(
+    noun="job history",
+    application_id=APPLICATION_ID,
+    version=SCHEMA_VERSION,
+    schema=f"""BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     job TEXT NOT NULL,
@@ -67,7 +70,12 @@ CREATE TABLE IF NOT EXISTS locks (
     acquired_at REAL NOT NULL,
     heartbeat_at REAL NOT NULL
 );
-"""
+PRAGMA application_id = {APPLICATION_ID};
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;""",
+    tables=frozenset(("runs", "locks")),
+    remedy="choose another --state-dir",
+)
 
 _RUN_COLUMNS = (
     "run_id, job, spider, arguments, trigger, scheduled_for, started_at, ended_at,"
@@ -230,37 +238,9 @@ class RunHistory:
 
     async def open(self) -> None:
         """Open (or create) the history file, refusing foreign or newer files."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(
-                self.path, timeout=self.busy_timeout_s, isolation_level=None
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot open the job history {self.path}: {exc}") from None
-        self._db = db
-        try:
-            app_id = (await db.execute_fetchall("PRAGMA application_id"))[0][0]  # type: ignore[index]
-            version = (await db.execute_fetchall("PRAGMA user_version"))[0][0]  # type: ignore[index]
-            if app_id not in (0, APPLICATION_ID):
-                raise ConfigError(
-                    f"{self.path} is a SQLite database of another application (id {app_id:#x});"
-                    " choose another --state-dir"
-                )
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"{self.path} has history schema {version}, newer than this crawler's"
-                    f" {SCHEMA_VERSION}: upgrade crawler"
-                )
-            await db.execute_fetchall("PRAGMA journal_mode=WAL")
-            await db.executescript(_SCHEMA)  # idempotent: racing openers are harmless
-            await db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
-            await self.close()
-            raise ConfigError(f"cannot use the job history {self.path}: {exc}") from None
-        except BaseException:
-            await self.close()
-            raise
+        self._db = await open_database(
+            self.path, HISTORY_FILE, busy_timeout_s=self.busy_timeout_s, make_parents=True
+        )
 
     async def close(self) -> None:
         """Close the file."""

@@ -31,6 +31,7 @@ from typing import Any
 
 import aiosqlite
 import orjson
+from aiohttp.abc import AbstractCookieJar
 from itemadapter import ItemAdapter, is_item
 
 from ..errors import ConfigError, DropItem
@@ -38,7 +39,15 @@ from ..loglines import get_logger
 from ..pipeline import item_key
 from ..request import Request
 from ..response import Response
-from ..storage import dump_jar, load_jar
+from ..storage import (
+    COOKIES_TABLE,
+    CookiePool,
+    DatabaseKind,
+    open_database,
+    restore_cookies,
+    save_cookies,
+    transaction,
+)
 
 __all__ = [
     "CookieKeeper",
@@ -50,14 +59,27 @@ __all__ = [
 
 logger = get_logger("crawler.jobs")
 
-_SCHEMA = """
+APPLICATION_ID = 0x43524C4A  # "CRLJ": crawler job state
+SCHEMA_VERSION = 1
+
+JOB_STATE_FILE = DatabaseKind(
+    noun="job state",
+    application_id=APPLICATION_ID,
+    version=SCHEMA_VERSION,
+    schema=f"""BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS validators (
     url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     key TEXT PRIMARY KEY, hash TEXT NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
     first_run TEXT NOT NULL, last_run TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS cookies (jar TEXT PRIMARY KEY, data BLOB NOT NULL);
-"""
+{COOKIES_TABLE}
+PRAGMA application_id = {APPLICATION_ID};
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;""",
+    tables=frozenset(("validators", "items", "cookies")),
+    remedy="move it away (the job then forgets its earlier runs) or choose another --state-dir",
+    adopt_unstamped=True,  # job.db files written before it had an application id
+)
 
 Validators = tuple[str | None, str | None]  # (ETag, Last-Modified)
 
@@ -101,15 +123,10 @@ class JobState:
 
     async def open(self) -> None:
         """Open the file and load validators and item hashes into memory."""
+        self._db = db = await open_database(
+            self.path, JOB_STATE_FILE, busy_timeout_s=30.0, make_parents=True
+        )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(self.path, timeout=30.0)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot open the job state {self.path}: {exc}") from None
-        self._db = db
-        try:
-            await db.execute_fetchall("PRAGMA journal_mode=WAL")
-            await db.executescript(_SCHEMA)
             rows = await db.execute_fetchall("SELECT url, etag, last_modified FROM validators")
             self.validators = {url: (etag, modified) for url, etag, modified in rows}
             rows = await db.execute_fetchall("SELECT key, hash FROM items")
@@ -142,27 +159,26 @@ class JobState:
     async def commit(self, run_id: str, now: datetime | None = None) -> None:
         """Make this run's validators and item hashes the reference for the next run."""
         stamp = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
-        db = self.db
         forget = [(url,) for url, value in self._new_validators.items() if value is None]
         keep = [
             (url, value[0], value[1], stamp)
             for url, value in self._new_validators.items()
             if value is not None
         ]
-        await db.executemany("DELETE FROM validators WHERE url=?", forget)
-        await db.executemany(
-            "INSERT INTO validators (url, etag, last_modified, updated_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(url) DO UPDATE SET etag=excluded.etag,"
-            " last_modified=excluded.last_modified, updated_at=excluded.updated_at",
-            keep,
-        )
-        await db.executemany(
-            "INSERT INTO items (key, hash, first_seen, last_seen, first_run, last_run)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET hash=excluded.hash,"
-            " last_seen=excluded.last_seen, last_run=excluded.last_run",
-            [(key, digest, stamp, stamp, run_id, run_id) for key, digest in self._seen.items()],
-        )
-        await db.commit()
+        async with transaction(self.db) as db:
+            await db.executemany("DELETE FROM validators WHERE url=?", forget)
+            await db.executemany(
+                "INSERT INTO validators (url, etag, last_modified, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(url) DO UPDATE SET etag=excluded.etag,"
+                " last_modified=excluded.last_modified, updated_at=excluded.updated_at",
+                keep,
+            )
+            await db.executemany(
+                "INSERT INTO items (key, hash, first_seen, last_seen, first_run, last_run)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET hash=excluded.hash,"
+                " last_seen=excluded.last_seen, last_run=excluded.last_run",
+                [(key, digest, stamp, stamp, run_id, run_id) for key, digest in self._seen.items()],
+            )
         for url, value in self._new_validators.items():
             if value is None:
                 self.validators.pop(url, None)
@@ -172,19 +188,14 @@ class JobState:
         self._new_validators.clear()
         self._seen.clear()
 
-    async def load_cookies(self) -> dict[str, list[dict[str, Any]]]:
-        """Saved cookie records by jar key."""
-        rows = await self.db.execute_fetchall("SELECT jar, data FROM cookies")
-        return {jar: orjson.loads(data) for jar, data in rows}
+    async def restore_cookies(self, pool: CookiePool) -> int:
+        """Put the saved cookie jars back into ``pool`` (the crawl's sessions); how many cookies."""
+        return await restore_cookies(self.db, pool)
 
-    async def save_cookies(self, jars: Mapping[str, list[dict[str, Any]]]) -> None:
-        """Replace the saved cookie jars."""
-        await self.db.execute("DELETE FROM cookies")
-        await self.db.executemany(
-            "INSERT INTO cookies (jar, data) VALUES (?, ?)",
-            [(key, orjson.dumps(records)) for key, records in jars.items() if records],
-        )
-        await self.db.commit()
+    async def save_cookies(self, jars: Mapping[str, AbstractCookieJar]) -> None:
+        """Save the crawl's cookie jars (as a crawl's state file does)."""
+        async with transaction(self.db) as db:
+            await save_cookies(db, jars)
 
 
 def _has_header(headers: Mapping[str, str], name: str) -> bool:
@@ -343,8 +354,7 @@ class CookieKeeper:
         if pool is None:
             logger.warning("cannot restore cookies: the crawl has no sessions yet")
             return
-        for key, records in (await self.state.load_cookies()).items():
-            self.loaded += load_jar(pool.jar_for_key(key), records)
+        self.loaded += await self.state.restore_cookies(pool)
 
     async def process_item(self, item: Any, spider: Any) -> Any:
         """Items pass through untouched."""
@@ -355,4 +365,4 @@ class CookieKeeper:
         pool = self._sessions()
         if pool is None:
             return
-        await self.state.save_cookies({key: dump_jar(jar) for key, jar in pool.jars().items()})
+        await self.state.save_cookies(pool.jars())
