@@ -2,7 +2,7 @@
 
 A ``crawler.Spider`` whose ``parse`` yields ``{"url", "title"}`` and every
 request of ``response.follow_all()``; items go to a JSON Lines file through
-``pipelines.exporter_for`` when that exists, else through a minimal orjson
+``crawler.pipelines.exporter_for`` when that exists, else through a minimal orjson
 pipeline defined here. Settings: ``CONCURRENCY`` as the bare loop,
 ``CONCURRENCY_PER_HOST`` high enough not to be the limit, no progress lines,
 ``RESOLVE`` pointing the site's hosts at loopback. Run by ``run.py``.
@@ -11,6 +11,7 @@ pipeline defined here. Settings: ``CONCURRENCY`` as the bare loop,
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import sys
 from typing import Any
@@ -39,7 +40,7 @@ class BenchSpider(Spider):
 
 
 class JsonLinesFile:
-    """Minimal JSON Lines pipeline (used only if pipelines.exporter_for is missing)."""
+    """Minimal JSON Lines pipeline (used only if crawler.pipelines.exporter_for is missing)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -57,12 +58,26 @@ class JsonLinesFile:
 
 
 def exporter(path: str) -> tuple[Any, str]:
-    """(pipeline, description): the project's exporter if there is one."""
-    try:
-        from pipelines import exporter_for  # type: ignore[attr-defined]
-    except ImportError:
+    """(pipeline, description): the measured checkout's exporter if there is one.
+
+    Its ``pipelines/`` folder installs as ``crawler.pipelines``; it is loaded from beside the
+    ``crawler`` imported above, so ``--root`` measures that checkout's exporters, not the
+    folder an editable install of another checkout maps ``crawler.pipelines`` to.
+    """
+    folder = os.path.join(crawler_origin(), "pipelines")
+    init = os.path.join(folder, "__init__.py")
+    spec = importlib.util.spec_from_file_location(
+        "crawler.pipelines", init, submodule_search_locations=[folder]
+    )
+    if not os.path.isfile(init) or spec is None or spec.loader is None:
         return JsonLinesFile(path), "bench/framework.py:JsonLinesFile"
-    return exporter_for(path, overwrite=True), "pipelines.exporter_for"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    exporter_for = getattr(module, "exporter_for", None)
+    if exporter_for is None:
+        return JsonLinesFile(path), "bench/framework.py:JsonLinesFile"
+    return exporter_for(path, overwrite=True), "crawler.pipelines.exporter_for"
 
 
 def crawler_origin() -> str:

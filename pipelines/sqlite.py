@@ -15,9 +15,9 @@ from typing import Any
 
 import aiosqlite
 
+from crawler import item_key
 from crawler.errors import ConfigError, OutputError
 from crawler.loglines import get_logger
-from crawler.pipeline import item_key
 
 from .faults import DEFAULT_RETRY, WriteRetry, output_failure, with_retries
 from .jsonlines import dumps, dumps_item, to_dict

@@ -25,7 +25,7 @@ import pytest
 from crawler import Spider
 from crawler.errors import OutputError
 from crawler.pipeline import CheckpointedOutput
-from pipelines import (
+from crawler.pipelines import (
     CsvExporter,
     JsonArrayExporter,
     JsonLinesExporter,
@@ -90,7 +90,7 @@ def run_child(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedPr
 EFBIG_CHILD = """
     import asyncio, json, resource, sys
     from crawler.errors import OutputError
-    from pipelines import exporter_for
+    from crawler.pipelines import exporter_for
 
     path, limit = sys.argv[1], int(sys.argv[2])
 
@@ -449,7 +449,7 @@ async def test_an_unencodable_item_is_an_item_error_naming_its_field(
 
 KILLED_CHILD = """
     import asyncio, json, os, signal, sys
-    from pipelines import exporter_for
+    from crawler.pipelines import exporter_for
 
     path, overwrite, checkpoint_at = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
 

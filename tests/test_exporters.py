@@ -25,16 +25,16 @@ import pytest
 from crawler import Crawler, ItemPipeline, Settings, Spider
 from crawler.errors import ConfigError
 from crawler.pipeline import PipelineChain
-from crawler.testing import SiteServer, html_page
-from pipelines import (
+from crawler.pipelines import (
     CsvExporter,
     JsonArrayExporter,
     JsonLinesExporter,
     SqliteExporter,
     exporter_for,
 )
-from pipelines.jsonlines import FLUSH_BYTES
-from pipelines.sqlite import BATCH_ITEMS
+from crawler.pipelines.jsonlines import FLUSH_BYTES
+from crawler.pipelines.sqlite import BATCH_ITEMS
+from crawler.testing import SiteServer, html_page
 
 TEXT = "Zürich – 東京 🕷"  # noqa: RUF001 - the en dash is the point
 META = {"spots": [{"name": TEXT, "ratings": [5, 4], "geo": {"lat": 47.37}}], "open": True}
@@ -182,7 +182,7 @@ async def test_unopenable_path_is_a_config_error(tmp_path: Path, kind: str) -> N
 
 
 def test_unknown_types_become_strings_and_sets_lists() -> None:
-    from pipelines.jsonlines import dumps
+    from crawler.pipelines.jsonlines import dumps
 
     value = {"price": Decimal("1.10"), "tags": {"b", "a"}, 3: datetime(2024, 1, 2, tzinfo=UTC)}
     assert json.loads(dumps(value)) == {

@@ -14,9 +14,9 @@ from peers import crawl
 from politeness_peers import timed_site
 
 from crawler import Response
+from crawler.spiders import sitemap as sitemap_module
+from crawler.spiders.sitemap import SitemapSpider, parse_sitemap
 from crawler.testing import html_page
-from spiders import sitemap as sitemap_module
-from spiders.sitemap import SitemapSpider, parse_sitemap
 
 ORIGIN = "http://site.test:{port}"
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'

@@ -1,8 +1,9 @@
 """Find and load spider classes: by file path, ``module:Class``, or spider name.
 
 User files are imported under a private module name (never as ``spiders.…``),
-and their folders are appended to ``sys.path`` (never prepended), so a user's
-own ``spiders/`` folder cannot shadow or be shadowed by the built-in one.
+and their folders are appended to ``sys.path`` (never prepended); the built-in
+spiders are ``crawler.spiders``, so a user's own ``spiders/`` folder cannot shadow
+or be shadowed by them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..spider import Spider
 
 __all__ = ["SpiderRef", "discover_spiders", "load_spider_class"]
 
-BUILTIN_PACKAGE = "spiders"
+BUILTIN_PACKAGE = "crawler.spiders"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,41 +89,16 @@ def spiders_in(module: ModuleType) -> list[type[Spider]]:
 
 
 def builtin_modules() -> list[ModuleType]:
-    """The built-in ``spiders`` package and its modules, found beside ``crawler`` itself.
+    """The built-in ``crawler.spiders`` package and its modules.
 
-    Looked up in our install folder, not on ``sys.path``: a user's own ``spiders/``
-    folder in the working directory must neither shadow it nor be mistaken for it.
+    It is installed inside ``crawler``, so a user's own ``spiders/`` package (in the
+    working directory or anywhere on ``sys.path``) can neither shadow it nor be taken for it.
     """
-    install_dir = Path(__file__).resolve().parents[2]
-    loaded = sys.modules.get(BUILTIN_PACKAGE)
-    if (
-        loaded is not None
-        and Path(getattr(loaded, "__file__", "") or "").parent.parent == install_dir
-    ):
-        package = loaded
-    else:
-        name = BUILTIN_PACKAGE if loaded is None else f"_crawler_builtin_{BUILTIN_PACKAGE}"
-        package = sys.modules.get(name) or _import_package(name, install_dir / BUILTIN_PACKAGE)
+    package = import_module(BUILTIN_PACKAGE)
     modules = [package]
     for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
         modules.append(import_module(info.name))
     return modules
-
-
-def _import_package(name: str, folder: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        name, folder / "__init__.py", submodule_search_locations=[str(folder)]
-    )
-    if spec is None or spec.loader is None:
-        raise SpiderLoadError(f"the built-in spiders package is missing from {folder}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[name]
-        raise _import_error(str(folder), exc) from exc
-    return module
 
 
 def _modules_of(entry: str, root: Path) -> list[ModuleType]:

@@ -171,7 +171,7 @@ def run_command(
 def _exporters(outputs: tuple[str, ...], overwrites: tuple[str, ...]) -> list[Any]:
     if not outputs and not overwrites:
         return []
-    from pipelines import exporter_for
+    from crawler.pipelines import exporter_for
 
     return [exporter_for(path, overwrite=False) for path in outputs] + [
         exporter_for(path, overwrite=True) for path in overwrites

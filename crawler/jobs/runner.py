@@ -158,7 +158,7 @@ def _prepare(
     outputs = output_paths(job, project.root, run_id, name, started)
     exporters = []
     if outputs:
-        from pipelines import exporter_for
+        from crawler.pipelines import exporter_for
 
         exporters = [exporter_for(path, overwrite=False) for path in outputs]
     return _Prepared(spider, settings, outputs, exporters)
