@@ -8,7 +8,9 @@ The data flow::
                            ▲                   ▼
                            └── new Requests ◄── callback ──► items ──► PipelineChain ──► exporters
 
-``Crawler`` is the one composition root; everything it needs is passed in.
+The worker sends each request through the downloader middlewares (``DownloaderMiddleware``:
+robots.txt, retries, proxies…, then the user's) to the downloader. ``Crawler`` is the one
+composition root; everything it needs is passed in.
 """
 
 from .clock import Clock, MonotonicClock
@@ -24,6 +26,7 @@ from .errors import (
     SpiderLoadError,
 )
 from .frontier import Frontier, FrontierCounts, Lease, MemoryFrontier, PolitenessPolicy
+from .middleware import DownloaderMiddleware
 from .pipeline import ItemPipeline, item_key
 from .request import Request
 from .response import RedirectHop, Response
@@ -36,6 +39,7 @@ __all__ = [
     "CrawlResult",
     "Crawler",
     "CrawlerError",
+    "DownloaderMiddleware",
     "DropItem",
     "FetchError",
     "Frontier",

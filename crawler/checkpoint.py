@@ -29,7 +29,14 @@ from typing import Any
 import orjson
 
 from .errors import ConfigError, OutputError
-from .frontier.base import CheckpointMarks, Frontier, FrontierCounts, Lease
+from .frontier.base import (
+    CheckpointMarks,
+    Frontier,
+    FrontierCounts,
+    Lease,
+    Resettable,
+    StatsPublisher,
+)
 from .loglines import get_logger
 from .pipeline import PipelineChain
 from .request import Request
@@ -109,7 +116,17 @@ class AckGate:
 
     :meth:`seal` (an output failed) closes it for good: from then on acks and
     failures are dropped, and the requests stay leased, to be fetched again.
+
+    The gate has exactly the optional capabilities of the frontier it wraps
+    (:class:`~crawler.frontier.base.Resettable`, ``CheckpointMarks``,
+    ``StatsPublisher``): ``AckGate(frontier)`` builds the subclass that passes
+    those through, so ``isinstance(gate, Resettable)`` answers for the frontier.
     """
+
+    def __new__(cls, frontier: Frontier) -> AckGate:
+        if cls is AckGate:
+            cls = _gate_class(frontier)
+        return super().__new__(cls)
 
     def __init__(self, frontier: Frontier) -> None:
         self.inner = frontier
@@ -203,8 +220,54 @@ class AckGate:
         """Counts of the wrapped frontier."""
         return await self.inner.counts()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+
+class _ResettableGate(AckGate):
+    async def reset(self) -> None:
+        """Forget the wrapped frontier's stored crawl (``--restart``)."""
+        inner = self.inner
+        assert isinstance(inner, Resettable)
+        await inner.reset()
+
+
+class _MarksGate(AckGate):
+    def set_marks(self, marks: Mapping[str, str]) -> None:
+        """Buffer marks; the wrapped frontier's next flush writes them with its acks."""
+        inner = self.inner
+        assert isinstance(inner, CheckpointMarks)
+        inner.set_marks(marks)
+
+    async def load_marks(self) -> dict[str, str]:
+        """The marks of the wrapped frontier's last flush."""
+        inner = self.inner
+        assert isinstance(inner, CheckpointMarks)
+        return await inner.load_marks()
+
+
+class _StatsGate(AckGate):
+    async def publish_stats(self, counters: Mapping[str, int]) -> None:
+        """Publish this process's counters through the wrapped (shared) frontier."""
+        inner = self.inner
+        assert isinstance(inner, StatsPublisher)
+        await inner.publish_stats(counters)
+
+
+_CAPABILITIES: tuple[tuple[type, type[AckGate]], ...] = (
+    (Resettable, _ResettableGate),
+    (CheckpointMarks, _MarksGate),
+    (StatsPublisher, _StatsGate),
+)
+_GATES: dict[tuple[type[AckGate], ...], type[AckGate]] = {}
+
+
+def _gate_class(frontier: Frontier) -> type[AckGate]:
+    """The AckGate class with the optional capabilities ``frontier`` has."""
+    bases = tuple(gate for cap, gate in _CAPABILITIES if isinstance(frontier, cap))
+    if not bases:
+        return AckGate
+    gate = _GATES.get(bases)
+    if gate is None:
+        gate = _GATES[bases] = bases[0] if len(bases) == 1 else type("AckGate", bases, {})
+    return gate
 
 
 async def flush_in_order(gate: AckGate, pipelines: PipelineChain, spider: Any) -> bool:

@@ -13,22 +13,21 @@ from typing import Any
 from .checkpoint import AckGate, CrawlState, checkpoint, open_outputs
 from .clock import Clock, MonotonicClock
 from .downloader import UNLIMITED_WORKERS, Downloader, DownloaderOptions, registered_domain
-from .downloader.rotation import BanRules, ProxyPool, load_proxy_list
+from .downloader.rotation import ProxyPool, load_proxy_list
 from .errors import ConfigError, OutputError
-from .frontier.base import Frontier, PolitenessPolicy
+from .frontier.base import Frontier, PolitenessPolicy, Resettable, StatsPublisher
 from .frontier.factory import make_frontier
-from .hooks import RequestHooks
 from .loglines import get_logger
+from .middleware import DownloaderMiddleware, load_middlewares
+from .middlewares import builtin_middlewares
 from .pipeline import PipelineChain
 from .request import Request
 from .response import Response
-from .retry import RetryPolicy
 from .robots import RobotsCache
 from .settings import Settings
 from .spider import Spider
 from .stats import Stats
 from .supervisor import CHECKPOINT_FAILED, FAILURES, OUTPUT_FAILED, Failure, Supervisor
-from .throttle import AutoThrottle
 from .worker import PageBudget, RequestProcessor
 
 __all__ = ["CrawlResult", "Crawler"]
@@ -66,8 +65,10 @@ class Crawler:
     """Runs one spider to completion.
 
     ``settings`` defaults to the spider's own ``settings`` over the defaults.
-    ``pipelines`` are added after the ones named in ``PIPELINES``. ``frontier``
-    defaults to an in-memory one.
+    ``pipelines`` are added after the ones named in ``PIPELINES``; ``middlewares``
+    after the built-ins, ``DOWNLOADER_MIDDLEWARES`` and the spider's ``middlewares``
+    (``conditional`` takes the conditional-requests place among the built-ins, see
+    crawler/middlewares.py). ``frontier`` defaults to an in-memory one.
     """
 
     def __init__(
@@ -79,7 +80,8 @@ class Crawler:
         frontier: Frontier | None = None,
         clock: Clock | None = None,
         restart: bool = False,
-        hooks: Sequence[RequestHooks] = (),
+        middlewares: Sequence[DownloaderMiddleware] = (),
+        conditional: DownloaderMiddleware | None = None,
     ) -> None:
         self.spider = spider
         self.settings = settings or Settings.build(("spider settings", spider.settings))
@@ -105,7 +107,8 @@ class Crawler:
             self._gate = AckGate(self.frontier)
             self.frontier = self._gate
         self.pipelines = PipelineChain([*self.settings.PIPELINES, *pipelines])
-        self.hooks = tuple(hooks)
+        self.middlewares = tuple(middlewares)
+        self.conditional = conditional
         self._workers: list[asyncio.Task[None]] = []
         self._budget: PageBudget | None = None
         self._supervisor = Supervisor(
@@ -201,8 +204,8 @@ class Crawler:
                 self.stats.resume_from(state.previous_counters)
             await self.frontier.open()
             stack.push_async_callback(self.frontier.close)
-            if state is not None and state.restart:
-                await self.frontier.reset()  # type: ignore[attr-defined]
+            if state is not None and state.restart and isinstance(self.frontier, Resettable):
+                await self.frontier.reset()
             downloader = await stack.enter_async_context(Downloader(options))
             self.downloader = downloader
             self._sessions = downloader.sessions
@@ -242,7 +245,7 @@ class Crawler:
         return CrawlResult(self.stats.values["finish_reason"], self.stats.snapshot(), error)
 
     def _processor(self, downloader: Downloader) -> RequestProcessor:
-        settings = self.settings
+        settings, spider = self.settings, self.spider
         if settings.ROBOTSTXT_OBEY:
             self.robots = RobotsCache(
                 self._robots_fetcher(downloader),
@@ -252,31 +255,28 @@ class Crawler:
                 max_failures=settings.ROBOTSTXT_MAX_FAILURES,
                 max_delay_s=settings.ROBOTSTXT_MAX_DELAY,
             )
-        throttle = None
-        if settings.AUTOTHROTTLE:
-            throttle = AutoThrottle(
-                start_delay_s=settings.AUTOTHROTTLE_START_DELAY,
-                max_delay_s=settings.AUTOTHROTTLE_MAX_DELAY,
-                target_concurrency=settings.AUTOTHROTTLE_TARGET_CONCURRENCY,
-                default_floor_s=settings.DOWNLOAD_DELAY,
-            )
-        bans = BanRules.build(
-            settings.BAN_STATUS_CODES, settings.BAN_BODY_PATTERNS, settings.BAN_ON_NETWORK_ERROR
+        middlewares = builtin_middlewares(
+            settings,
+            spider,
+            self.frontier,
+            self.stats,
+            downloader,
+            policy=self.policy,
+            robots=self.robots,
+            proxies=self.proxies,
+            conditional=self.conditional,
+            clock=self.clock,
         )
+        middlewares += load_middlewares(settings.DOWNLOADER_MIDDLEWARES, "DOWNLOADER_MIDDLEWARES")
+        middlewares += load_middlewares(spider.middlewares, "spider middlewares")
         return RequestProcessor(
-            self.spider,
+            spider,
             self.frontier,
             downloader,
             self.pipelines,
             self.stats,
             settings.DEPTH_LIMIT,
-            retry=RetryPolicy.from_settings(settings),
-            robots=self.robots,
-            throttle=throttle,
-            policy=self.policy,
-            proxies=self.proxies,
-            hooks=self.hooks,
-            bans=bans,
+            [*middlewares, *self.middlewares],
             max_links=settings.MAX_LINKS_PER_RESPONSE,
             barrier=self._gate.items if self._gate is not None else None,
         )
@@ -340,7 +340,8 @@ class Crawler:
         """The workers and every background loop, in one TaskGroup (see supervisor.py)."""
         settings = self.settings
         self._budget = PageBudget(settings.MAX_PAGES) if settings.MAX_PAGES else None
-        publish = getattr(self.frontier, "publish_stats", None)  # a shared frontier's stats
+        frontier = self.frontier  # a shared frontier publishes its stats for `crawl status`
+        publish = frontier.publish_stats if isinstance(frontier, StatsPublisher) else None
 
         async def publish_stats() -> None:
             assert publish is not None

@@ -4,6 +4,11 @@ Outcomes: 2xx → obey the rules; 4xx → everything allowed; 5xx or unreachable
 the origin is treated as disallowed for now and robots.txt is tried again after
 ``retry_s`` (requests wait in the frontier meanwhile); after ``max_failures``
 failed tries the origin's requests are dropped.
+
+Parsed robots.txt files are kept for the ``max_origins`` most recently checked
+origins (:class:`RecentHosts`). An origin whose robots.txt is being fetched, or
+that failed and waits for its retry time, is never evicted; any other may be,
+and is fetched again if it comes back (``fetched`` and ``evicted`` count both).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from protego import Protego
 from yarl import URL
 
+from .bounded import RecentHosts
 from .clock import Clock
 from .errors import BlockedAddress, FetchError
 from .loglines import get_logger
@@ -79,6 +85,7 @@ class RobotsCache:
         retry_s: float = 60.0,
         max_failures: int = 3,
         max_delay_s: float = 60.0,
+        max_origins: int | None = None,  # None: bounded.DEFAULT_MAX_HOSTS
     ) -> None:
         self._fetch = fetch
         self._agent = user_agent
@@ -86,12 +93,27 @@ class RobotsCache:
         self._retry_s = retry_s
         self._max_failures = max_failures
         self._max_delay_s = max_delay_s
-        self._origins: dict[str, _Origin] = {}
+        self._origins: RecentHosts[_Origin] = RecentHosts(max_origins, self._evictable)
         self.fetched = 0
+
+    def __len__(self) -> int:
+        """Origins whose robots.txt state is kept now."""
+        return len(self._origins)
+
+    @property
+    def evicted(self) -> int:
+        """Origins forgotten so far to stay within ``max_origins``."""
+        return self._origins.evicted
+
+    def _evictable(self, state: _Origin) -> bool:
+        if state.fetching is not None:
+            return False  # requests are waiting on it
+        # a failed origin keeps its retry time (and failure count) until the retry is due
+        return not state.failures or state.retry_at <= self._clock.now()
 
     def sitemaps(self, url: str) -> list[str]:
         """Sitemap URLs listed in the cached robots.txt of ``url``'s origin."""
-        origin = self._origins.get(_origin(URL(url)))
+        origin = self._origins.peek(_origin(URL(url)))
         if origin is None or origin.parser is None:
             return []
         return list(origin.parser.sitemaps)
@@ -101,7 +123,7 @@ class RobotsCache:
         key = _origin(request.yarl_url)
         state = self._origins.get(key)
         if state is None:
-            state = self._origins[key] = _Origin()
+            state = self._origins.put(key, _Origin())
         waited = False
         while True:
             if state.fetching is not None:

@@ -191,6 +191,11 @@ class Settings:
     MAX_SESSIONS: int = _setting(
         256, "Open per-domain HTTP sessions kept before idle ones are closed.", minimum=1
     )
+    DOWNLOADER_MIDDLEWARES: list[Any] = _setting(
+        [],
+        "Downloader middlewares run after the built-ins, before the fetch: objects or"
+        " 'module:Name' paths.",
+    )
     PIPELINES: list[Any] = _setting(
         [], "Item pipelines in order: objects or 'module:Name' / 'module.Name' import paths."
     )

@@ -18,7 +18,8 @@ class Spider:
 
     Class attributes: ``name``, ``start_urls``, ``allowed_domains`` (links to
     other domains are dropped and counted), ``settings`` (per-spider settings),
-    ``headers`` and ``cookies`` (sent with every request). Keyword arguments
+    ``headers`` and ``cookies`` (sent to the start requests' domains),
+    ``middlewares`` (downloader middlewares after the built-ins). Keyword arguments
     (``-a key=value`` on the command line) become instance attributes.
 
     Override ``parse(response)`` (or give requests their own ``callback``);
@@ -37,6 +38,7 @@ class Spider:
     cookies: Mapping[str, str] = {}
     handle_httpstatus_list: Sequence[int] = ()
     trace_configs: Sequence[Any] = ()
+    middlewares: Sequence[Any] = ()  # DownloaderMiddleware objects, classes or 'module:Name'
     _cookies_for: Callable[[str], dict[str, str]] | None = None
 
     def __init__(self, **kwargs: Any) -> None:

@@ -1,4 +1,9 @@
-"""Crawl statistics: counters, a progress line and the final summary."""
+"""Crawl statistics: counters, a progress line and the final summary.
+
+Nothing is kept per host: a per-host value (``robots/delay/<host>``) is folded into
+``<name>/hosts`` (how many hosts had one), ``<name>/max`` and ``<name>/max_host``, so the
+stats stay the same size however many hosts a crawl touches.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["Stats"]
+
+# Keys named ``<prefix><host>`` by callers, folded by :meth:`Stats.host_value`.
+_PER_HOST_PREFIXES = ("robots/delay/",)
 
 
 class Stats:
@@ -35,8 +43,23 @@ class Stats:
         return self.counters.get(key, 0)
 
     def set_value(self, key: str, value: Any) -> None:
-        """Record a non-counter value (finish reason, settings)."""
+        """Record a non-counter value (finish reason, settings).
+
+        A per-host key (``robots/delay/<host>``) is folded by :meth:`host_value`.
+        """
+        for prefix in _PER_HOST_PREFIXES:
+            if key.startswith(prefix):
+                self.host_value(prefix[:-1], key[len(prefix) :], value)
+                return
         self.values[key] = value
+
+    def host_value(self, name: str, host: str, value: float) -> None:
+        """Fold one host's ``value`` into ``name/hosts``, ``name/max`` and ``name/max_host``."""
+        values = self.values
+        values[f"{name}/hosts"] = values.get(f"{name}/hosts", 0) + 1
+        if value > values.get(f"{name}/max", float("-inf")):
+            values[f"{name}/max"] = value
+            values[f"{name}/max_host"] = host
 
     @property
     def elapsed_s(self) -> float:

@@ -1,9 +1,9 @@
 """The Redis frontier against a real redis-server on a free port.
 
-The whole frontier contract (``test_frontier_contract.py``) runs here too, with
-the frontier scheduling on the test's ManualClock (``server_time=False``); then
-what only a shared frontier does: leases that expire and are re-delivered,
-heartbeats, seeding by the first process only, isolated jobs, Redis restarts.
+The whole frontier contract runs over Redis in ``test_frontier_contract.py``; here
+is what only a shared frontier does: the same lease order as the memory frontier,
+leases that expire and are re-delivered, acks final only at a flush, heartbeats,
+seeding by the first process only, isolated jobs, stats, Redis restarts.
 """
 
 from __future__ import annotations
@@ -19,32 +19,12 @@ import redis.asyncio as aioredis
 from click.testing import CliRunner
 from redis_peer import RedisServer, running_redis
 from test_frontier_contract import (
-    Make,
     assert_waiting,
     finish,
     lease_now,
     lease_nowait,
     req,
     take,
-    test_a_done_request_stays_seen,
-    test_a_late_high_priority_request_overtakes_a_long_queue,
-    test_a_lease_is_given_back_once,
-    test_a_retry_goes_behind_requests_of_its_priority,
-    test_add_seen_records_fingerprints_for_push,
-    test_close_wakes_waiters,
-    test_counts_follow_each_request,
-    test_dont_filter_requests_are_all_delivered_with_the_real_fingerprint,
-    test_download_delay_spaces_requests_to_one_host,
-    test_duplicates_are_refused_by_fingerprint,
-    test_exhausted_frontier_returns_none_and_wakes_waiters,
-    test_fifo_within_a_priority_across_hosts_and_pushes,
-    test_higher_priority_is_leased_first,
-    test_host_at_its_limit_is_skipped_while_another_host_is_served,
-    test_implements_the_protocol,
-    test_priority_is_global_across_hosts,
-    test_requests_pushed_while_waiting_wake_a_waiter,
-    test_retry_comes_back_after_its_delay_with_its_changes,
-    test_stop_wakes_waiters_and_refuses_further_leases,
 )
 
 from crawler import FrontierCounts, Lease, MemoryFrontier, PolitenessPolicy, Request
@@ -52,28 +32,6 @@ from crawler.cli.status import status_command
 from crawler.errors import ConfigError
 from crawler.frontier.redis import RedisFrontier, read_status
 from crawler.testing import ManualClock
-
-CONTRACT = [
-    test_implements_the_protocol,
-    test_higher_priority_is_leased_first,
-    test_priority_is_global_across_hosts,
-    test_fifo_within_a_priority_across_hosts_and_pushes,
-    test_a_late_high_priority_request_overtakes_a_long_queue,
-    test_duplicates_are_refused_by_fingerprint,
-    test_a_done_request_stays_seen,
-    test_dont_filter_requests_are_all_delivered_with_the_real_fingerprint,
-    test_add_seen_records_fingerprints_for_push,
-    test_host_at_its_limit_is_skipped_while_another_host_is_served,
-    test_download_delay_spaces_requests_to_one_host,
-    test_retry_comes_back_after_its_delay_with_its_changes,
-    test_a_retry_goes_behind_requests_of_its_priority,
-    test_exhausted_frontier_returns_none_and_wakes_waiters,
-    test_requests_pushed_while_waiting_wake_a_waiter,
-    test_stop_wakes_waiters_and_refuses_further_leases,
-    test_close_wakes_waiters,
-    test_counts_follow_each_request,
-    test_a_lease_is_given_back_once,
-]
 
 
 @pytest.fixture(scope="module")
@@ -112,62 +70,6 @@ async def opener(redis_server: RedisServer) -> AsyncIterator[Opener]:
     opener = Opener(redis_server.url)
     yield opener
     await opener.close()
-
-
-@pytest.fixture(params=["final-at-once", "final-at-flush"])
-async def make(request: pytest.FixtureRequest, opener: Opener) -> Make:
-    """The contract's ``make``: a Redis frontier on a ManualClock (acks final at once, or
-    at a flush every 50 ms, which a waiting lease must sit out)."""
-    flush_s = 0.0 if request.param == "final-at-once" else 0.05
-
-    async def factory(per_host: int = 100, delay_s: float = 0.0) -> tuple[Any, ManualClock]:
-        clock = ManualClock()
-        frontier = await opener(
-            job=f"contract{len(opener.opened)}",
-            policy=PolitenessPolicy(per_host=per_host, delay_s=delay_s),
-            clock=clock,
-            server_time=False,
-            flush_interval_s=flush_s,
-        )
-        return frontier, clock
-
-    return factory
-
-
-for _test in CONTRACT:
-    globals()[_test.__name__] = _test
-
-
-async def test_many_workers_drain_every_request_once_within_host_limits(make: Make) -> None:
-    """The contract's test, but the more-work push happens once, at 50 *or more* leases:
-    Redis leases overlap in time, so no worker may see exactly 50."""
-    frontier, _ = await make(per_host=3)
-    hosts = [f"h{n}.test" for n in range(8)]
-    rng = random.Random(7)
-    pushed = [req(f"/{n}", rng.choice(hosts), priority=rng.randint(0, 3)) for n in range(400)]
-    await frontier.push(pushed[:200])
-    active: dict[str, int] = {}
-    seen: list[str] = []
-    peak = 0
-    more = [pushed[200:]]
-
-    async def worker() -> None:
-        nonlocal peak
-        while (lease := await frontier.lease()) is not None:
-            active[lease.host] = active.get(lease.host, 0) + 1
-            peak = max(peak, active[lease.host])
-            seen.append(lease.request.url)
-            await asyncio.sleep(0)
-            if len(seen) >= 50 and more:
-                await frontier.push(more.pop())  # a callback yields more work
-            active[lease.host] -= 1
-            await frontier.ack(lease)
-
-    async with asyncio.timeout(20):
-        await asyncio.gather(*(worker() for _ in range(20)))
-    assert sorted(seen) == sorted(r.url for r in pushed)
-    assert peak == 3
-    assert await frontier.counts() == FrontierCounts(0, 0, 400, 0)
 
 
 # -- the same leases as the memory frontier --------------------------------------------

@@ -23,9 +23,8 @@ from multidict import CIMultiDict
 from crawler import CrawlerError, FrontierCounts, Lease, PolitenessPolicy, Request, Spider
 from crawler.errors import ConfigError
 from crawler.fingerprint import fingerprint
-from crawler.frontier import sqlite as sqlite_module
 from crawler.frontier.codec import RequestCodec
-from crawler.frontier.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteFrontier
+from crawler.frontier.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteFrontier, schema
 from crawler.testing import ManualClock
 
 
@@ -417,23 +416,23 @@ async def test_buffered_writes_are_flushed_after_the_interval(open_state: Open) 
     frontier = await open_state(clock=clock, flush_interval_s=2.0)
     await frontier.push([req("/1")])
     await frontier.ack(await lease_now(frontier))
-    assert frontier._updates  # buffered
+    assert frontier._file.updates  # buffered
     await clock.advance(1.0)
-    assert frontier._updates
+    assert frontier._file.updates
     await clock.advance(1.0)  # the timer wakes the flusher task
     for _ in range(5000):  # the flush runs on aiosqlite's thread
-        if not (frontier._updates or frontier._inserts):
+        if not (frontier._file.updates or frontier._file.inserts):
             break
         await asyncio.sleep(0.001)
-    assert not (frontier._updates or frontier._inserts)
+    assert not (frontier._file.updates or frontier._file.inserts)
 
 
 async def test_a_full_buffer_is_flushed_at_once(open_state: Open) -> None:
     frontier = await open_state(flush_ops=10)
     await frontier.push([req(f"/{n}") for n in range(9)])
-    assert len(frontier._inserts) == 9
+    assert len(frontier._file.inserts) == 9
     await frontier.push([req("/9")])
-    assert not frontier._inserts
+    assert not frontier._file.inserts
 
 
 # -- bounded memory, indexed queries --------------------------------------------------------
@@ -504,14 +503,14 @@ async def test_reopening_a_big_queue_loads_nothing_until_a_host_is_picked(
 def test_hot_queries_use_the_indexes(tmp_path: Path) -> None:
     path = tmp_path / "plan.db"
     db = sqlite3.connect(path, isolation_level=None)
-    db.executescript(sqlite_module._SCHEMA)
+    db.executescript(schema.SCHEMA)
     queries = [
-        sqlite_module._BEST,
-        sqlite_module._AFTER,
-        sqlite_module._DUE,
-        sqlite_module._SET_STATE,
-        sqlite_module._SET_DELAYED,
-        sqlite_module._SET_PENDING,
+        schema.BEST,
+        schema.AFTER,
+        schema.DUE,
+        schema.SET_STATE,
+        schema.SET_DELAYED,
+        schema.SET_PENDING,
         "SELECT fp FROM requests WHERE fp IN (?, ?, ?)",
     ]
     try:

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -327,19 +327,19 @@ async def test_a_garbage_retry_after_falls_back_to_the_backoff(
 
 
 class Saw503:
-    """A request hook that tells when a 503 has arrived (the retry is decided right after)."""
+    """A downloader middleware that tells when a 503 has arrived (the retry is decided next)."""
 
     def __init__(self) -> None:
         self.arrived = asyncio.Event()
 
-    async def before_fetch(self, request: Request) -> None:
-        """Nothing to change."""
-
-    async def after_fetch(self, request: Request, response: Response) -> bool:
-        """Signal a 503; handle every response as usual."""
+    async def handle(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Signal a 503; hand every response on as usual."""
+        response = await call_next(request)
         if response.status == 503:
             self.arrived.set()
-        return True
+        return response
 
 
 async def crawl_with_manual_clock(
@@ -353,7 +353,7 @@ async def crawl_with_manual_clock(
         spider, server, RETRY_AFTER_MAX=cap_s, RETRY_BACKOFF_BASE=1.0, RETRY_BACKOFF_MAX=1.0
     )
     collect, saw_503 = Collect(), Saw503()
-    crawler_ = Crawler(spider, settings, pipelines=[collect], clock=clock, hooks=[saw_503])
+    crawler_ = Crawler(spider, settings, pipelines=[collect], clock=clock, middlewares=[saw_503])
     async with asyncio.timeout(HANG_GUARD_S):
         run = asyncio.create_task(crawler_.run())
         await saw_503.arrived.wait()

@@ -15,7 +15,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from crawler import DropItem, Request, Response
 from crawler.errors import ConfigError
-from crawler.jobs import Holder, IncrementalHooks, ItemChanges, JobState, RunHistory
+from crawler.jobs import ConditionalRequests, Holder, ItemChanges, JobState, RunHistory
 from crawler.jobs.incremental import content_hash
 from crawler.pipeline import _current_item_key
 
@@ -164,7 +164,7 @@ def response(request: Request, status: int, **headers: str) -> Response:
 
 async def test_hooks_send_validators_and_skip_304s(tmp_path):
     async with JobState(tmp_path / "job.db") as state:
-        hooks = IncrementalHooks(state)
+        hooks = ConditionalRequests(state)
         first = Request("http://a.test/p")
         await hooks.before_fetch(first)
         assert first.headers is None  # nothing known yet
@@ -178,7 +178,7 @@ async def test_hooks_send_validators_and_skip_304s(tmp_path):
         await state.commit("run-1")
     async with JobState(tmp_path / "job.db") as state:
         assert set(state.validators) == {"http://a.test/p", "http://a.test/q"}
-        hooks = IncrementalHooks(state)
+        hooks = ConditionalRequests(state)
         again = Request("http://a.test/p", headers={"Accept": "text/html"})
         await hooks.before_fetch(again)
         assert again.headers == {"Accept": "text/html", "If-None-Match": '"v1"'}
@@ -204,13 +204,13 @@ async def test_told_spiders_get_304s(tmp_path):
     async with JobState(tmp_path / "job.db") as state:
         state.remember("http://a.test/p", '"v1"', None)
         await state.commit("run-1")
-        hooks = IncrementalHooks(state, tell=True)
+        hooks = ConditionalRequests(state, tell=True)
         request = Request("http://a.test/p", meta={"handle_httpstatus_list": [404]})
         await hooks.before_fetch(request)
         assert request.meta["handle_httpstatus_list"] == [404, 304]
         assert await hooks.after_fetch(request, response(request, 304))
         assert request.meta["unchanged"] is True
-        per_request = IncrementalHooks(state)
+        per_request = ConditionalRequests(state)
         told = Request("http://a.test/p", meta={"handle_unchanged": True})
         await per_request.before_fetch(told)
         assert await per_request.after_fetch(told, response(told, 304))

@@ -7,6 +7,7 @@ EXPECTED = {
     "CrawlResult",
     "Crawler",
     "CrawlerError",
+    "DownloaderMiddleware",
     "DropItem",
     "FetchError",
     "Frontier",

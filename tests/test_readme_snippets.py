@@ -260,7 +260,12 @@ SETTINGS_GROUPS: dict[str, tuple[str, ...]] = {
         "JOB",
         "LEASE_TIMEOUT",
     ),
-    "Pipelines and logging": ("PIPELINES", "PROGRESS_INTERVAL", "LOG_LEVEL"),
+    "Middlewares, pipelines and logging": (
+        "DOWNLOADER_MIDDLEWARES",
+        "PIPELINES",
+        "PROGRESS_INTERVAL",
+        "LOG_LEVEL",
+    ),
 }
 
 

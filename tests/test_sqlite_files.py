@@ -23,8 +23,7 @@ from yarl import URL
 from crawler.cli.project import ProjectConfig
 from crawler.downloader.cookies import make_cookie_jar
 from crawler.errors import ConfigError
-from crawler.frontier.sqlite import SqliteFrontier
-from crawler.frontier.sqlite_file import FRONTIER_FILE
+from crawler.frontier.sqlite import FRONTIER_FILE, SqliteFrontier
 from crawler.jobs import ExitCode, JobPaths, JobState, RunHistory, parse_jobs, run_job
 from crawler.jobs.history import HISTORY_FILE
 from crawler.jobs.incremental import JOB_STATE_FILE

@@ -10,7 +10,7 @@ import click
 import orjson
 
 from ..errors import ConfigError
-from ..frontier.redis_link import ClusterStatus, read_status, safe_url
+from ..frontier.redis import ClusterStatus, read_status, safe_url
 
 __all__ = ["status_command"]
 

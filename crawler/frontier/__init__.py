@@ -1,6 +1,23 @@
 """Frontier backends behind one Protocol (see :mod:`crawler.frontier.base`)."""
 
-from .base import Frontier, FrontierCounts, Lease, PolitenessPolicy
+from .base import (
+    CheckpointMarks,
+    Frontier,
+    FrontierCounts,
+    Lease,
+    PolitenessPolicy,
+    Resettable,
+    StatsPublisher,
+)
 from .memory import MemoryFrontier
 
-__all__ = ["Frontier", "FrontierCounts", "Lease", "MemoryFrontier", "PolitenessPolicy"]
+__all__ = [
+    "CheckpointMarks",
+    "Frontier",
+    "FrontierCounts",
+    "Lease",
+    "MemoryFrontier",
+    "PolitenessPolicy",
+    "Resettable",
+    "StatsPublisher",
+]

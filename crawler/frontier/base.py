@@ -4,6 +4,13 @@ A frontier de-duplicates requests by fingerprint, orders them by priority and
 hands out (leases) only requests whose host is below ``CONCURRENCY_PER_HOST``
 and past its ``DOWNLOAD_DELAY``. Every lease ends with exactly one of ``ack``
 (done), ``fail`` (finally failed) or ``retry`` (back in the queue after a delay).
+
+What only some backends can do is an optional capability, a small Protocol of
+its own, checked with ``isinstance`` (never a ``getattr`` probe):
+
+- :class:`Resettable` (SQLite, Redis): ``--restart`` forgets the stored crawl.
+- :class:`CheckpointMarks` (SQLite): the outputs' positions saved with the acks.
+- :class:`StatsPublisher` (Redis): every process's stats, summed for ``crawl status``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,15 @@ from ..errors import LeaseError
 from ..loglines import short_url
 from ..request import Request
 
-__all__ = ["CheckpointMarks", "Frontier", "FrontierCounts", "Lease", "PolitenessPolicy"]
+__all__ = [
+    "CheckpointMarks",
+    "Frontier",
+    "FrontierCounts",
+    "Lease",
+    "PolitenessPolicy",
+    "Resettable",
+    "StatsPublisher",
+]
 
 
 @dataclass(slots=True)
@@ -130,3 +145,23 @@ class CheckpointMarks(Protocol):
 
     async def load_marks(self) -> dict[str, str]:
         """The marks written by the last successful flush (empty if none)."""
+
+
+@runtime_checkable
+class Resettable(Protocol):
+    """A frontier whose stored crawl can be forgotten (optional capability: ``--restart``)."""
+
+    async def reset(self) -> None:
+        """Delete every stored request, fingerprint and mark; opens the store if needed."""
+
+
+@runtime_checkable
+class StatsPublisher(Protocol):
+    """A shared frontier that sums the stats of every process (optional capability).
+
+    ``crawl status`` shows the sums; the engine publishes its counters periodically
+    and once more at the end.
+    """
+
+    async def publish_stats(self, counters: Mapping[str, int]) -> None:
+        """Add what ``counters`` (this process's running totals) gained since the last call."""

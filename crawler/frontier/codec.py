@@ -28,16 +28,20 @@ state file needs them to resume the crawl, so protect it like the job config.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from multidict import CIMultiDict
 
 from ..errors import CrawlerError
+from ..loglines import get_logger
 from ..request import Request
+from .base import Lease
 
 __all__ = ["RequestCodec"]
+
+logger = get_logger("crawler.frontier")
 
 _JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
@@ -138,6 +142,29 @@ class RequestCodec:
             allow_redirects=bool(doc.get("r", 1)),
             depth=doc.get("D", 0),
         )
+
+    def decode_stored(self, data: bytes, where: str, label: object) -> Request | None:
+        """The request stored as ``data``, or None (logged) if it cannot be rebuilt: a renamed
+        callback, damaged data. The caller marks the stored request failed ("undecodable")."""
+        try:
+            return self.decode(data)
+        except (CrawlerError, ValueError, TypeError, KeyError) as exc:
+            logger.error("frontier %s: dropping stored request %s: %s", where, label, exc)
+            return None
+
+    async def encode_retry(
+        self, lease: Lease, fail: Callable[[Lease, str], Awaitable[None]]
+    ) -> bytes:
+        """The stored form of a retried lease's request as it is now (meta included).
+
+        If it cannot be stored the lease is failed first (``fail(lease, "unstorable")``),
+        then the CrawlerError is raised: the request is not lost in flight.
+        """
+        try:
+            return self.encode(lease.request)
+        except CrawlerError:
+            await fail(lease, "unstorable")
+            raise
 
     def _method_name(self, func: Callable[..., Any], what: str, request: Request) -> str:
         spider = self.spider

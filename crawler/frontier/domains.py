@@ -6,6 +6,14 @@ priority of their best request, so the globally most urgent ready request is
 served first; hosts waiting out a delay sit in a heap ordered by time; hosts at
 their concurrency limit sit in neither until a request finishes. Every
 operation is O(log hosts) and independent of how many requests are queued.
+
+A host with no queued request, none in flight and no hold in the future is
+*idle*. An idle host without overrides is forgotten at once; one with a delay or
+concurrency override (AutoThrottle, robots.txt Crawl-delay) is kept among the
+``max_hosts`` most recently active hosts (:class:`RecentHosts`) and evicted after
+that. A host that is not idle is never evicted: its queue, in-flight count and
+hold are the frontier's truth. An evicted host that comes back starts from the
+policy's delay until its override is set again.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
+from ..bounded import RecentHosts
 from ..clock import Clock
 from .base import PolitenessPolicy
 
@@ -40,10 +49,33 @@ class HostReadiness:
 
     policy: PolitenessPolicy
     clock: Clock
-    _hosts: dict[str, _Host] = field(default_factory=dict)
+    max_hosts: int | None = None  # None: bounded.DEFAULT_MAX_HOSTS
+    _hosts: RecentHosts[_Host] = field(init=False)
     _ready: list[tuple[int, int, str]] = field(default_factory=list)
     _delayed: list[tuple[float, str]] = field(default_factory=list)
     _rng: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        self._hosts = RecentHosts(self.max_hosts, self._idle)
+
+    def __len__(self) -> int:
+        """Hosts whose state is kept now."""
+        return len(self._hosts)
+
+    def _idle(self, state: _Host) -> bool:
+        """True if ``state`` may be forgotten: nothing queued, in flight or held."""
+        return (
+            state.head is None
+            and state.in_flight == 0
+            and state.delayed_until is None
+            and state.next_at <= self.clock.now()
+        )
+
+    def _host(self, host: str) -> _Host:
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts.put(host, _Host())
+        return state
 
     def set_head(self, host: str, head: HeadKey | None) -> None:
         """Record the best queued request of ``host`` after a push or pop."""
@@ -51,7 +83,7 @@ class HostReadiness:
         if state is None:
             if head is None:
                 return
-            state = self._hosts[host] = _Host()
+            state = self._hosts.put(host, _Host())
         state.head = head
         self._schedule(host, state)
 
@@ -97,32 +129,32 @@ class HostReadiness:
             and state.delay_s is None
             and state.limit is None
         ):
-            del self._hosts[host]  # forget idle hosts so 100k-host crawls stay small
+            self._hosts.pop(host)  # forget idle hosts so 100k-host crawls stay small
             return
         self._schedule(host, state)
 
     def set_delay(self, host: str, delay_s: float | None) -> None:
         """Override the delay of one host (None restores the policy's)."""
-        state = self._hosts.setdefault(host, _Host())
+        state = self._host(host)
         state.delay_s = delay_s
         self._schedule(host, state)
 
     def set_limit(self, host: str, limit: int | None) -> None:
         """Override the concurrency of one host (None restores the policy's)."""
-        state = self._hosts.setdefault(host, _Host())
+        state = self._host(host)
         state.limit = limit
         self._schedule(host, state)
 
     def delay_of(self, host: str) -> float:
         """The delay in force for ``host`` (override or policy)."""
-        state = self._hosts.get(host)
+        state = self._hosts.peek(host)
         if state is not None and state.delay_s is not None:
             return state.delay_s
         return self.policy.host_delays.get(host, self.policy.delay_s)
 
     def delay_host(self, host: str, until: float) -> None:
         """Hold every request of ``host`` until clock time ``until`` (back-off, Retry-After)."""
-        state = self._hosts.setdefault(host, _Host())
+        state = self._host(host)
         state.next_at = max(state.next_at, until)
         state.ready_entry = None
         self._schedule(host, state)
@@ -137,7 +169,7 @@ class HostReadiness:
 
     def in_flight(self, host: str) -> int:
         """Requests of ``host`` in flight now."""
-        state = self._hosts.get(host)
+        state = self._hosts.peek(host)
         return state.in_flight if state else 0
 
     def _schedule(self, host: str, state: _Host) -> None:

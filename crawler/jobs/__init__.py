@@ -9,32 +9,30 @@
                                                                          ▼
     runner.run_job: history.RunHistory.claim (lock + runs row) ──► Crawler(spider, settings,
         pipelines=[health.HealthProbe, incremental.ItemChanges, exporters…, CookieKeeper],
-        hooks=[incremental.IncrementalHooks]) ──► health.evaluate ──► JobState.commit (if ok)
+        conditional=incremental.ConditionalRequests) ──► health.evaluate ──► JobState.commit (if ok)
         ──► RunHistory.finish + release ──► exit code
 """
 
-from ..hooks import RequestHooks
 from .config import HealthChecks, JobConfig, Schedule, load_jobs, parse_jobs
 from .health import CheckResult, HealthProbe
 from .history import Claim, Holder, RunHistory, RunRecord
-from .incremental import CookieKeeper, IncrementalHooks, ItemChanges, JobState
+from .incremental import ConditionalRequests, CookieKeeper, ItemChanges, JobState
 from .runner import ExitCode, JobPaths, RunOutcome, run_job
 from .scheduler import Scheduler, next_due, previous_due, startup_due
 
 __all__ = [
     "CheckResult",
     "Claim",
+    "ConditionalRequests",
     "CookieKeeper",
     "ExitCode",
     "HealthChecks",
     "HealthProbe",
     "Holder",
-    "IncrementalHooks",
     "ItemChanges",
     "JobConfig",
     "JobPaths",
     "JobState",
-    "RequestHooks",
     "RunHistory",
     "RunOutcome",
     "RunRecord",

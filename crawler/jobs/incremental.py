@@ -1,10 +1,10 @@
 """What a job carries from one run to the next (``<jobs dir>/<job>/job.db``).
 
-* **Validators**: each URL's ``ETag`` / ``Last-Modified``. :class:`IncrementalHooks`
-  sends them back as ``If-None-Match`` / ``If-Modified-Since``; a ``304 Not
-  Modified`` is counted as unchanged and its callback is skipped, unless the
-  spider sets ``handle_unchanged = True`` (or the request
-  ``meta["handle_unchanged"]``): then the callback gets the 304 with
+* **Validators**: each URL's ``ETag`` / ``Last-Modified``. :class:`ConditionalRequests`
+  (a downloader middleware) sends them back as ``If-None-Match`` /
+  ``If-Modified-Since``; a ``304 Not Modified`` is counted as unchanged and its
+  callback is skipped, unless the spider sets ``handle_unchanged = True`` (or the
+  request ``meta["handle_unchanged"]``): then the callback gets the 304 with
   ``response.meta["unchanged"] = True``. ``meta["incremental"] = False`` turns
   conditional requests off for one request (e.g. a listing page whose links
   must be followed every run).
@@ -36,6 +36,7 @@ from itemadapter import ItemAdapter, is_item
 
 from ..errors import ConfigError, DropItem
 from ..loglines import get_logger
+from ..middleware import DONE, EndRequest, Handler
 from ..pipeline import item_key
 from ..request import Request
 from ..response import Response
@@ -50,8 +51,8 @@ from ..storage import (
 )
 
 __all__ = [
+    "ConditionalRequests",
     "CookieKeeper",
-    "IncrementalHooks",
     "ItemChanges",
     "JobState",
     "content_hash",
@@ -203,18 +204,26 @@ def _has_header(headers: Mapping[str, str], name: str) -> bool:
     return any(key.lower() == lowered for key in headers)
 
 
-class IncrementalHooks:
-    """Conditional requests from the last successful run's validators (a :class:`RequestHooks`).
+class ConditionalRequests:
+    """Conditional requests from the last successful run's validators (a downloader middleware).
 
     ``tell`` (the spider's ``handle_unchanged``) passes 304s to the callback instead
-    of skipping it. ``counts`` has ``conditional`` (requests sent with validators)
-    and ``unchanged`` (304 answers).
+    of skipping it (a skipped request is done). ``counts`` has ``conditional``
+    (requests sent with validators) and ``unchanged`` (304 answers).
     """
 
     def __init__(self, state: JobState, *, tell: bool = False) -> None:
         self.state = state
         self.tell = tell
         self.counts = {"conditional": 0, "unchanged": 0}
+
+    async def handle(self, request: Request, call_next: Handler) -> Response:
+        """Send the validators we know; a 304 to them ends the request unless told."""
+        await self.before_fetch(request)
+        response = await call_next(request)
+        if not await self.after_fetch(request, response):
+            raise EndRequest(DONE)
+        return response
 
     async def before_fetch(self, request: Request) -> None:
         """Add If-None-Match / If-Modified-Since for a GET whose validators we know."""

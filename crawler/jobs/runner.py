@@ -8,7 +8,7 @@ The steps of :func:`run_job`:
    load the spider, and make the outputs with ``%(run_id)s``, ``%(job)s``,
    ``%(spider)s``, ``%(date)s`` and ``%(time)s`` filled in;
 3. crawl, with the job's pipelines first (health probe, item changes), then the
-   outputs, and the incremental hooks; a heartbeat keeps the lock alive;
+   outputs, and the conditional-requests middleware; a heartbeat keeps the lock alive;
 4. evaluate the health checks, commit the incremental state if the run succeeded,
    and record the outcome in the history.
 """
@@ -32,7 +32,7 @@ from ..spider import Spider
 from .config import JobConfig
 from .health import HealthProbe, evaluate
 from .history import Holder, RunHistory, RunRecord
-from .incremental import CookieKeeper, IncrementalHooks, ItemChanges, JobState
+from .incremental import ConditionalRequests, CookieKeeper, ItemChanges, JobState
 from .scheduler import utc_now
 
 __all__ = ["ExitCode", "JobPaths", "RunOutcome", "run_job"]
@@ -290,9 +290,10 @@ async def _execute(
             changes = ItemChanges(
                 state, job.only, key_field=job.key_field, hash_field=job.hash_field
             )
-            hooks = IncrementalHooks(state, tell=bool(getattr(spider, "handle_unchanged", False)))
-            result = await _crawl(job, prepared, state, probe, changes, hooks, stop, beat)
-            _finish(job, record, result, probe, changes, hooks)
+            tell = bool(getattr(spider, "handle_unchanged", False))
+            conditional = ConditionalRequests(state, tell=tell)
+            result = await _crawl(job, prepared, state, probe, changes, conditional, stop, beat)
+            _finish(job, record, result, probe, changes, conditional)
             if record.exit_code == ExitCode.OK:
                 await state.commit(record.run_id, record.started_at)
     except ConfigError as exc:
@@ -310,7 +311,7 @@ async def _crawl(
     state: JobState,
     probe: HealthProbe,
     changes: ItemChanges,
-    hooks: IncrementalHooks,
+    conditional: ConditionalRequests,
     stop: asyncio.Event,
     beat: asyncio.Task[None],
 ) -> CrawlResult:
@@ -320,7 +321,7 @@ async def _crawl(
         pipelines.append(CookieKeeper(state, lambda: _sessions(holder)))
     kwargs: dict[str, Any] = {}
     if job.incremental:
-        kwargs["hooks"] = [hooks]
+        kwargs["conditional"] = conditional
     crawler = Crawler(
         prepared.spider,
         prepared.settings,
@@ -358,10 +359,10 @@ def _finish(
     result: CrawlResult,
     probe: HealthProbe,
     changes: ItemChanges,
-    hooks: IncrementalHooks,
+    conditional: ConditionalRequests,
 ) -> None:
     stats = dict(result.stats)
-    for key, value in hooks.counts.items():
+    for key, value in conditional.counts.items():
         stats[f"incremental/{key}"] = value
     for key, value in changes.counts.items():
         stats[f"item_changes/{key}"] = value

@@ -14,9 +14,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import CrawlerError
-from ..loglines import get_logger
-from .redis_link import RedisLink
+from ...errors import CrawlerError
+from ...loglines import get_logger
+from .link import RedisLink
 
 __all__ = ["Release", "Releases"]
 

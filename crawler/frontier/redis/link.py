@@ -6,7 +6,7 @@ connection (or a replica that is read-only during a fail-over, or a server still
 loading its data) is retried with exponential back-off, 50 ms doubling to 5 s,
 forever unless the caller gives a deadline; the first failure of an outage is
 logged as a warning, the rest at debug level, and the recovery again as a warning.
-:func:`read_status` reads a job's progress for ``crawl status``.
+:func:`repeat` runs the frontier's background loops (heartbeat, flush).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tenacity import (
@@ -28,9 +27,9 @@ from tenacity import (
 )
 from yarl import URL
 
-from ..errors import ConfigError, CrawlerError
-from ..loglines import get_logger
-from . import redis_scripts as lua
+from ...errors import ConfigError, CrawlerError
+from ...loglines import get_logger
+from . import scripts as lua
 
 try:
     import redis.asyncio as aioredis
@@ -40,7 +39,7 @@ except ImportError:  # pragma: no cover - the package is an optional dependency
         "FRONTIER_URL=redis://... needs the redis package: pip install 'crawler[redis]'"
     ) from None
 
-__all__ = ["TRANSIENT", "ClusterStatus", "RedisLink", "read_status", "safe_url"]
+__all__ = ["TRANSIENT", "RedisLink", "repeat", "safe_url"]
 
 logger = get_logger("crawler.frontier")
 
@@ -106,7 +105,7 @@ class RedisLink:
         return self.keys[0] + name
 
     async def script(self, name: str, args: list[Any], give_up_s: float | None = None) -> Any:
-        """Run the Lua script ``name`` of :mod:`.redis_scripts` on the job's keys."""
+        """Run the Lua script ``name`` of :mod:`.scripts` on the job's keys."""
         if self._client is None:
             raise self._closed()
         script = self._scripts[name]
@@ -210,77 +209,20 @@ class RedisLink:
         return CrawlerError(f"{where}: {exc} (is maxmemory reached, or the server too old?)")
 
 
-@dataclass(frozen=True, slots=True)
-class ClusterStatus:
-    """A crawl's progress across every process, as ``crawl status`` shows it."""
-
-    job: str
-    state: str  # "not started", "seeding", "running" or "finished"
-    queued: int  # pending, and retries waiting (``delayed``) among them
-    delayed: int
-    in_flight: int
-    unflushed: int  # handled, not yet made final by their worker's flush
-    done: int
-    failed: int
-    reclaimed: int  # leases re-delivered after their worker went silent
-    workers_alive: list[str]
-    workers_gone: list[str]
-    stats: dict[str, int] = field(default_factory=dict)
-    started_at: float | None = None
-    server_time: float = 0.0
-
-
-async def read_status(url: str, job: str) -> ClusterStatus:
-    """The progress of ``job`` in the Redis at ``url``; ConfigError if it is unreachable."""
-    prefix = lua.job_prefix(job)
-    client = aioredis.Redis.from_url(url, retry=None, socket_connect_timeout=5)
-    try:
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.time()
-            pipe.hgetall(prefix + "counts")
-            pipe.hgetall(prefix + "stats")
-            pipe.hgetall(prefix + "meta")
-            pipe.zrange(prefix + "workers", 0, -1, withscores=True)
-            pipe.zcard(prefix + "retry")
-            pipe.zcard(prefix + "leases")
-            pipe.exists(prefix + "seeded")
-            pipe.exists(prefix + "seeding")
-            replies = await pipe.execute()
-    except redis_errors.RedisError as exc:
-        raise ConfigError(f"cannot read job {job!r} from {safe_url(url)}: {exc}") from None
-    finally:
-        await client.aclose()
-    (secs, usecs), counts, stats, meta, workers, delayed, leases, seeded, seeding = replies
-    now = secs + usecs / 1e6
-    number = {k.decode(): int(v) for k, v in counts.items()}
-    timeout = float(meta.get(b"lease_timeout_s", 60))
-    alive: list[str] = []
-    gone: list[str] = []
-    for worker, beat in workers:
-        (alive if beat >= now - timeout else gone).append(worker.decode())
-    queued = number.get("queued", 0)
-    if seeding:
-        state = "seeding"
-    elif not seeded:
-        state = "not started"
-    elif queued <= 0 and not leases:
-        state = "finished"
-    else:
-        state = "running"
-    started = meta.get(b"started_at")
-    return ClusterStatus(
-        job=job,
-        state=state,
-        queued=queued,
-        delayed=delayed,
-        in_flight=number.get("in_flight", 0),
-        unflushed=leases - number.get("in_flight", 0),
-        done=number.get("done", 0),
-        failed=number.get("failed", 0),
-        reclaimed=number.get("reclaimed", 0),
-        workers_alive=alive,
-        workers_gone=gone,
-        stats={k.decode(): int(v) for k, v in stats.items()},
-        started_at=float(started) if started else None,
-        server_time=now,
-    )
+async def repeat(
+    closing: asyncio.Event, interval_s: float, step: Callable[[], Awaitable[None]], what: str
+) -> None:
+    """``await step()`` every ``interval_s`` until ``closing`` is set; a CrawlerError is
+    logged as "``what`` failed", not raised. The loop ends on ``closing``, not only on
+    cancellation: redis-py can swallow a cancellation that hits a command."""
+    while True:
+        try:
+            async with asyncio.timeout(interval_s):
+                await closing.wait()
+            return
+        except TimeoutError:
+            pass
+        try:
+            await step()
+        except CrawlerError:
+            logger.exception("frontier %s failed", what)

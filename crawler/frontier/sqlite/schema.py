@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .domains import HeadKey
+from ..domains import HeadKey
 
 __all__ = [
     "AFTER",

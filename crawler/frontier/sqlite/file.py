@@ -1,6 +1,6 @@
 """The SQLite frontier's state file: opening it locked, and the writes buffered for it.
 
-``StateFile.open()`` creates the file (schema: :mod:`crawler.frontier.sqlite_schema`)
+``StateFile.open()`` creates the file (schema: :mod:`crawler.frontier.sqlite.schema`)
 or checks that it is a crawl state file of this schema version, and locks it
 (``locking_mode=EXCLUSIVE``) until ``close()``: a second crawl on the same state,
 a database of another application or of another schema version, or no database
@@ -31,12 +31,13 @@ from typing import Any
 
 import aiosqlite
 
-from ..clock import Clock, TimerHandle
-from ..errors import ConfigError, CrawlerError
-from ..loglines import get_logger
-from ..storage import DatabaseKind, open_database
-from .domains import HeadKey
-from .sqlite_schema import (
+from ...clock import Clock, TimerHandle
+from ...errors import ConfigError, CrawlerError
+from ...loglines import get_logger
+from ...storage import DatabaseKind, open_database
+from ..domains import HeadKey
+from ..seen import SeenCache
+from .schema import (
     APPLICATION_ID,
     DELAYED,
     DONE,
@@ -59,6 +60,7 @@ logger = get_logger("crawler.frontier")
 
 _CACHE_KIB = 32 * 1024  # page cache: the hot part of the fingerprint index stays in memory
 _CHECKPOINT_PAGES = 4096  # WAL pages between checkpoints (fewer rewrites of hot pages)
+_RECENT_MAX = 32_768  # fingerprints remembered as stored, to skip known duplicates
 _IN_CHUNK = 500
 _DUE_CHUNK = 1000
 
@@ -99,7 +101,6 @@ class StateFile:
         self.flush_ops = flush_ops
         self.flush_interval_s = flush_interval_s
         self.busy_timeout_s = busy_timeout_s
-        self.recent_max = 32_768
         self.db: aiosqlite.Connection | None = None
         self.lock = asyncio.Lock()
         self._flush_event = asyncio.Event()
@@ -120,7 +121,7 @@ class StateFile:
         # per host: a refill query still reads them as PENDING and skips them.
         self.dirty: dict[int, str] = {}
         self.dirty_hosts: dict[str, int] = {}
-        self.recent: dict[bytes, None] = {}  # fingerprints known to be stored (a bounded cache)
+        self.recent = SeenCache(_RECENT_MAX)  # fingerprints known to be stored
         self.unflushed_delay = float("inf")  # earliest ready_at among buffered retries
         # Marks (the outputs' durable positions) written with the next full flush's DONE marks.
         self.marks: dict[str, str] = {}
@@ -206,11 +207,8 @@ class StateFile:
         self.arm()
 
     def remember(self, fps: Iterable[bytes]) -> None:
-        """Remember fingerprints as stored (the most recent ``recent_max`` of them)."""
-        recent = self.recent
-        recent.update(dict.fromkeys(fps))
-        if len(recent) > self.recent_max:
-            self.recent = dict.fromkeys(list(recent)[-(self.recent_max // 2) :])
+        """Remember fingerprints as stored (the most recent of them)."""
+        self.recent.add(fps)
 
     def arm(self) -> None:
         """Start the flush interval, unless it runs already (or the file is closed)."""

@@ -1,11 +1,11 @@
 """The SQLite frontier: durable, resumable, and bounded in memory.
 
 Every request lives in one row of a state file: what the file holds is in
-:mod:`crawler.frontier.sqlite_schema`; opening it (locked: a second crawl on the
-same state fails with ``ConfigError``) and the buffered writes to it are in
-:mod:`crawler.frontier.sqlite_file`. Each host's best pending requests are held
-in memory in a bounded *window* (:mod:`crawler.frontier.sqlite_windows`): memory
-is O(max_loaded + hosts), never O(queue).
+:mod:`.schema`; opening it (locked: a second crawl on the same state fails with
+``ConfigError``) and the buffered writes to it are in :mod:`.file`. Each host's
+best pending requests are held in memory in a bounded *window* (:mod:`.windows`):
+memory is O(max_loaded + hosts), never O(queue). Retries wait in the file
+(:mod:`.retries`).
 
 Writes are committed in batches (``flush_ops``, ``flush_interval_s``, ``flush()``,
 ``close()``). After ``kill -9`` (at-least-once): a request leased and not acked is
@@ -20,29 +20,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from ..clock import Clock, MonotonicClock
-from ..errors import CrawlerError
-from ..fingerprint import fingerprint
-from ..loglines import get_logger
-from ..request import Request
-from . import sqlite_schema as schema
-from .base import FrontierCounts, Lease, PolitenessPolicy
-from .codec import RequestCodec
-from .domains import HostReadiness
-from .sqlite_file import StateFile
-from .sqlite_windows import HostWindows, Window
-from .waiters import LeaseWaiters
+from ...clock import Clock, MonotonicClock
+from ...fingerprint import fingerprint
+from ...loglines import get_logger
+from ...request import Request
+from ..base import FrontierCounts, Lease, PolitenessPolicy
+from ..codec import RequestCodec
+from ..domains import HostReadiness
+from ..leases import LeaseBook
+from ..waiters import LeaseWaiters
+from . import schema
+from .file import StateFile
+from .retries import DelayedRetries
+from .windows import HostWindows, Window
 
 __all__ = ["SqliteFrontier"]
 
 logger = get_logger("crawler.frontier")
-
-# Names this module had before the schema moved to sqlite_schema (the tests read them here).
-APPLICATION_ID, SCHEMA_VERSION = schema.APPLICATION_ID, schema.SCHEMA_VERSION
-_SCHEMA, _BEST, _AFTER, _DUE = schema.SCHEMA, schema.BEST, schema.AFTER, schema.DUE
-_SET_STATE, _SET_DELAYED, _SET_PENDING = schema.SET_STATE, schema.SET_DELAYED, schema.SET_PENDING
 
 _REFILL_CHUNK = 100  # hosts per refill query
 
@@ -89,11 +84,11 @@ class SqliteFrontier:
         self._windows = HostWindows(self.readiness, self._window_size, self._max_loaded)
         self._file.discard()
         self._seeded = False
-        self._leases: dict[int, tuple[Lease, int]] = {}  # id(lease) -> (lease, row id)
+        self._leases: LeaseBook[int] = LeaseBook(str(self.path))  # lease -> its row id
+        self._retries = DelayedRetries(self._file, self.path)
         self._next_id = 1
-        self._pending = self._in_flight = self._done = self._failed = self._delayed = 0
-        self._delayed_at = float("inf")  # earliest ready_at of a DELAYED row
-        self._refilling = self._promoting = self._stopped = False
+        self._pending = self._in_flight = self._done = self._failed = 0
+        self._refilling = self._stopped = False
 
     # -- open / close -------------------------------------------------------------------
 
@@ -162,8 +157,7 @@ class SqliteFrontier:
                 if step is None:
                     continue
                 request, fp, key, data = step
-                row_id = self._next_id
-                self._next_id += 1
+                row_id = self._new_id()
                 host = request.host
                 state.insert(
                     (row_id, key, host, request.priority, row_id, schema.PENDING, data), fp
@@ -187,8 +181,7 @@ class SqliteFrontier:
             if await state.existing([fingerprint]):
                 state.remember((fingerprint,))
                 return False
-            row_id = self._next_id
-            self._next_id += 1
+            row_id = self._new_id()
             state.insert((row_id, fingerprint, "", 0, row_id, schema.SEEN, None), fingerprint)
             state.remember((fingerprint,))
             state.arm()
@@ -204,7 +197,7 @@ class SqliteFrontier:
             if self._windows.needs_refill and not self._refilling:
                 await self._refill_pending()
                 continue
-            if self._delayed and not self._promoting and self._delayed_at <= self.clock.now():
+            if self._retries.is_due(self.clock.now()):
                 await self._promote_due()
                 continue
             host = self.readiness.pop_ready()
@@ -223,7 +216,7 @@ class SqliteFrontier:
                         self.readiness.finished(host)
                         continue
                 return self._take(host, window)
-            if not (self._pending or self._in_flight or self._delayed):
+            if not (self._pending or self._in_flight or self._retries.count):
                 self._waiters.wake_all()  # exhausted: release everybody
                 return None
             await self._wait()
@@ -248,20 +241,11 @@ class SqliteFrontier:
 
     async def retry(self, lease: Lease, delay_s: float) -> None:
         """Re-queue the request (as it is now, meta included) once ``delay_s`` seconds passed."""
-        try:
-            data = self._codec.encode(lease.request)
-        except CrawlerError:
-            await self.fail(lease, "unstorable")
-            raise
+        data = await self._codec.encode_retry(lease, self.fail)
         row_id = self._release(lease, "retry")
         if row_id is not None:
             due = self.clock.now() + delay_s
-            seq = self._next_id
-            self._next_id += 1
-            self._delayed += 1
-            self._delayed_at = min(self._delayed_at, due)
-            self._file.unflushed_delay = min(self._file.unflushed_delay, due)
-            self._file.change(row_id, lease.host, schema.SET_DELAYED, (due, seq, data, row_id))
+            self._retries.add(row_id, lease.host, due, self._new_id(), data)
             await self._file.flush_if_full()
 
     async def set_host_delay(self, host: str, delay_s: float | None) -> None:
@@ -291,7 +275,7 @@ class SqliteFrontier:
     async def counts(self) -> FrontierCounts:
         """Queued / in flight / done / failed (kept in memory, exact)."""
         return FrontierCounts(
-            self._pending + self._delayed, self._in_flight, self._done, self._failed
+            self._pending + self._retries.count, self._in_flight, self._done, self._failed
         )
 
     # -- beyond the protocol ------------------------------------------------------------
@@ -311,20 +295,12 @@ class SqliteFrontier:
 
     async def is_finished(self) -> bool:
         """True if the state holds a finished crawl: nothing queued or in flight, some done."""
-        idle = not (self._pending or self._in_flight or self._delayed)
+        idle = not (self._pending or self._in_flight or self._retries.count)
         return idle and self._done + self._failed > 0
 
     def loaded_count(self) -> int:
         """How many requests are held in memory now (the host windows)."""
         return self._windows.loaded
-
-    @property
-    def _inserts(self) -> list[tuple[Any, ...]]:  # buffered new rows (tests look at them)
-        return self._file.inserts
-
-    @property
-    def _updates(self) -> list[tuple[str, tuple[Any, ...]]]:  # buffered state changes
-        return self._file.updates
 
     # -- loading the windows --------------------------------------------------------------
 
@@ -333,12 +309,10 @@ class SqliteFrontier:
         self._pending -= 1
         self._in_flight += 1
         lease = Lease(request, host, fp)
-        self._leases[id(lease)] = (lease, row_id)
+        self._leases.add(lease, row_id)
         self._file.change(row_id, host, schema.SET_STATE, (schema.LEASED, row_id))
         if self._waiters and (self._windows.needs_refill or self.readiness.has_ready()):
-            self._waiters.wake(
-                1
-            )  # more is ready (or a refill is due): let the next idle worker take it
+            self._waiters.wake(1)  # more is ready (or a refill is due): the next idle worker
         return lease
 
     async def _refill_pending(self) -> None:
@@ -369,67 +343,58 @@ class SqliteFrontier:
 
     async def _promote_due(self) -> None:
         """Move due retries (DELAYED rows) back into their hosts' queues."""
-        self._promoting = True
+        retries = self._retries
+        retries.promoting = True
         try:
             async with self._file.lock:
                 await self._file.write(full=False)
-                now = self.clock.now()
-                rows, next_at = await self._file.due_retries(now)
-                for row_id, key, priority, _, data, host in rows:
-                    self._delayed -= 1
-                    seq = self._next_id  # back in the queue now: behind what was pushed meanwhile
-                    self._next_id += 1
-                    self._file.update(schema.SET_PENDING, (seq, row_id))
-                    request = self._decode(row_id, host, data)
-                    if request is None:
-                        continue
-                    self._pending += 1
-                    fp = fingerprint(request) if request.dont_filter else key
-                    self._windows.place(host, (-priority, seq, row_id, request, fp))
-                self._delayed_at = min(
-                    self._file.unflushed_delay, float("inf") if next_at is None else next_at
-                )
-                if self._delayed and self._delayed_at == float("inf"):
-                    # Counted retries the database does not have: trust the database.
-                    logger.warning("frontier %s: %d retries lost", self.path, self._delayed)
-                    self._delayed = 0
-                if not self._delayed:
-                    self._delayed_at = float("inf")
+                moved = await retries.promote(self.clock.now(), self._new_id, self._requeue)
                 self._windows.evict()
                 self._file.arm()
         finally:
-            self._promoting = False
-        self._waiters.wake(max(1, len(rows)))
+            retries.promoting = False
+        self._waiters.wake(max(1, moved))
+
+    def _requeue(
+        self, row_id: int, key: bytes, priority: int, seq: int, data: bytes, host: str
+    ) -> None:
+        request = self._decode(row_id, host, data)
+        if request is not None:
+            self._pending += 1
+            fp = fingerprint(request) if request.dont_filter else key
+            self._windows.place(host, (-priority, seq, row_id, request, fp))
+
+    def _new_id(self) -> int:
+        """A new row id or seq, above every one in the file."""
+        self._next_id += 1
+        return self._next_id - 1
 
     def _decode(self, row_id: int, host: str, data: bytes) -> Request | None:
         """The stored request, or None (and the row marked FAILED) if it cannot be rebuilt."""
-        try:
-            return self._codec.decode(data)
-        except (CrawlerError, ValueError, TypeError, KeyError) as exc:
-            logger.error("frontier %s: dropping stored request %d: %s", self.path, row_id, exc)
+        request = self._codec.decode_stored(data, str(self.path), row_id)
+        if request is None:
             self._failed += 1
             self._file.change(row_id, host, schema.SET_FAILED, ("undecodable", row_id), final=True)
-            return None
+        return request
 
     # -- leases and waiting ---------------------------------------------------------------
 
     def _release(self, lease: Lease, how: str) -> int | None:
-        lease.settle(how)  # a second ack/fail/retry raises LeaseError
-        held = self._leases.pop(id(lease), None)
-        if held is None or held[0] is not lease:
-            logger.warning("frontier %s: %s was not leased here", self.path, lease.request)
+        row_id = self._leases.give_back(lease, how)
+        if row_id is None:
             return None
         self._in_flight -= 1
         self.readiness.finished(lease.host)
-        busy = self._pending or self._delayed or self._in_flight
+        busy = self._pending or self._retries.count or self._in_flight
         if busy:
             self._waiters.wake(1)
         else:
             self._waiters.wake_all()
-        return held[1]
+        return row_id
 
     async def _wait(self) -> None:
         wake_at = self.readiness.next_time()
-        if self._delayed and (wake_at is None or self._delayed_at < wake_at):
-            wake_at = self._delayed_at
+        retries = self._retries
+        if retries.count and (wake_at is None or retries.due_at < wake_at):
+            wake_at = retries.due_at
         await self._waiters.wait(wake_at)

@@ -21,12 +21,12 @@ from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..fingerprint import fingerprint
-from ..loglines import get_logger
-from ..request import Request
-from .domains import HeadKey, HostReadiness
-from .sqlite_file import StateFile
-from .sqlite_schema import refill_query, row_rank
+from ...fingerprint import fingerprint
+from ...loglines import get_logger
+from ...request import Request
+from ..domains import HeadKey, HostReadiness
+from .file import StateFile
+from .schema import refill_query, row_rank
 
 __all__ = ["Entry", "HostWindows", "Window"]
 

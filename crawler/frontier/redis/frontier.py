@@ -1,6 +1,6 @@
 """The Redis frontier: one crawl shared by every process started with the same URL and job.
 
-Each step is one Lua script (key layout and scripts: :mod:`.redis_scripts`), so
+Each step is one Lua script (key layout and scripts: :mod:`.scripts`), so
 processes on different machines never see a half-done change:
 
 - ``push`` de-duplicates against the job's fingerprint set and queues the new
@@ -22,11 +22,9 @@ processes on different machines never see a half-done change:
 - The crawl is exhausted for everyone when nothing is queued, delayed or leased
   and nobody is still seeding; every waiting ``lease`` then returns None.
 
-Idle workers wait on a local future, woken by this process's own pushes and
-acks, by a pub/sub message from other processes, by a timer for the next due
-delay/retry/deadline, and by a back-off poll (50 ms to 0.5 s) in case a message
-was missed. Redis calls are retried through lost connections (see :mod:`.redis_link`):
-a request is lost only if Redis loses it (README, "Scaling out": persistence settings).
+Idle workers wait as :mod:`.waiting` says. Redis calls are retried through lost
+connections (see :mod:`.link`): a request is lost only if Redis loses it (README,
+"Scaling out": persistence settings).
 """
 
 from __future__ import annotations
@@ -38,26 +36,27 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..clock import Clock, MonotonicClock
-from ..errors import ConfigError, CrawlerError
-from ..fingerprint import fingerprint
-from ..loglines import get_logger
-from ..request import Request
-from . import redis_scripts as lua
-from .base import FrontierCounts, Lease, PolitenessPolicy
-from .codec import RequestCodec
-from .redis_link import ClusterStatus, RedisLink, read_status, safe_url
-from .redis_releases import Releases
-from .waiters import LeaseWaiters
+from ...clock import Clock, MonotonicClock
+from ...errors import ConfigError, CrawlerError
+from ...fingerprint import fingerprint
+from ...loglines import get_logger
+from ...request import Request
+from ..base import FrontierCounts, Lease, PolitenessPolicy
+from ..codec import RequestCodec
+from ..leases import LeaseBook
+from ..seen import SeenCache
+from . import scripts as lua
+from .link import RedisLink, repeat, safe_url
+from .releases import Releases
+from .status import PublishedStats
+from .waiting import PolledWaiters
 
-__all__ = ["ClusterStatus", "RedisFrontier", "read_status"]
+__all__ = ["RedisFrontier"]
 
 logger = get_logger("crawler.frontier")
 
 _OUTCOMES = {b"D": "ack", b"F": "fail", b"R": "retry"}
 
-_POLL_MIN_S = 0.05
-_POLL_MAX_S = 0.5
 _MOVES = 64  # expired leases / due retries / due hosts handled per lease call
 _CONNECT_GIVE_UP_S = 30.0
 _KNOWN_MAX = 65_536  # fingerprints remembered per process to skip known duplicates
@@ -96,24 +95,22 @@ class RedisFrontier:
         self._link = RedisLink(url, job)
         self._codec = RequestCodec(spider)
         self._rng = random.Random()
-        self._known: dict[bytes, None] = {}  # fingerprints known to be in the seen set
-        self._held: dict[int, tuple[Lease, bytes]] = {}  # id(lease) -> (lease, request id)
+        self._waiters = PolledWaiters(self.clock)
+        self._known = SeenCache(_KNOWN_MAX)  # fingerprints known to be in the seen set
+        self._held: LeaseBook[bytes] = LeaseBook(job)  # lease -> its request id
         self._releases = Releases(
             self._link,
             self.worker,
             lambda: [self._now(), self.worker, self._limit, self._final],
             final=flush_interval_s <= 0,
-            on_ready=self._wake_one,
+            on_ready=self._waiters.wake_one,
         )
         self._host_delays: dict[str, float | None] = {}  # last value sent per host
-        self._published: dict[str, int] = {}
+        self._stats = PublishedStats(self._link)
         self._seeding = False
         self._stopped = False
-        self._closing = asyncio.Event()  # ends the background tasks (see _pause)
+        self._closing = asyncio.Event()  # ends the background tasks (see link.repeat)
         self._tasks: list[asyncio.Task[None]] = []
-        self._waiters = LeaseWaiters(self.clock)
-        self._poll: asyncio.TimerHandle | None = None
-        self._poll_s = _POLL_MIN_S
 
     @property
     def url(self) -> str:
@@ -144,14 +141,22 @@ class RedisFrontier:
                 raise ConfigError(f"cannot use the Redis frontier: {exc}") from None
             raise
         self._tasks = [
-            asyncio.create_task(self._heartbeat(), name=f"heartbeat {self.job}"),
             asyncio.create_task(
-                link.listen(self._wake_one, lambda: not self._closing.is_set()),
+                repeat(
+                    self._closing, self.lease_timeout_s / 3, self._renew, f"{self.job}: heartbeat"
+                ),
+                name=f"heartbeat {self.job}",
+            ),
+            asyncio.create_task(
+                link.listen(self._waiters.wake_one, lambda: not self._closing.is_set()),
                 name=f"wake-ups {self.job}",
             ),
         ]
         if 0 < self.flush_interval_s < float("inf"):
-            self._tasks.append(asyncio.create_task(self._flush_loop(), name=f"flush {self.job}"))
+            flushing = repeat(
+                self._closing, self.flush_interval_s, self._releases.finalize, f"{self.job}: flush"
+            )
+            self._tasks.append(asyncio.create_task(flushing, name=f"flush {self.job}"))
 
     async def close(self) -> None:
         """Stop; send acks (final only if flushed), give leases still held back, disconnect."""
@@ -160,9 +165,6 @@ class RedisFrontier:
         if not link.is_open:
             return
         self._waiters.cancel_timer()
-        if self._poll is not None:
-            self._poll.cancel()
-            self._poll = None
         self._closing.set()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
@@ -171,7 +173,7 @@ class RedisFrontier:
         give_up_s = self.lease_timeout_s  # after that, the leases expire anyway
         try:
             await self._releases.close(give_up_s)
-            held = [rid for _, rid in self._held.values()]
+            held = self._held.keys()
             self._held.clear()
             if held:
                 args = [self._now(), self.worker, self._limit, *held]
@@ -200,7 +202,7 @@ class RedisFrontier:
                 await self.close()
             return
         await self._link.delete_job()
-        for state in (self._known, self._held, self._host_delays, self._published):
+        for state in (self._known, self._held, self._host_delays, self._stats):
             state.clear()
         self._releases.clear()
         await self._renew()
@@ -232,7 +234,7 @@ class RedisFrontier:
         ready = int(reply.pop())
         for index, flag in zip(sent, reply, strict=True):
             accepted[index] = bool(flag)
-        self._remember(fps)
+        self._known.add(fps)
         if ready:
             self._waiters.wake(ready)
         return accepted
@@ -244,7 +246,7 @@ class RedisFrontier:
         link = self._link
         client = link.client
         added = await link.do(lambda: client.sadd(link.key("seen"), fingerprint))
-        self._remember((fingerprint,))
+        self._known.add((fingerprint,))
         return bool(added)
 
     async def lease(self) -> Lease | None:
@@ -268,14 +270,14 @@ class RedisFrontier:
                 lease = self._make_lease(rid, data, host)
                 if lease is None:
                     continue
-                self._poll_s = _POLL_MIN_S
+                self._waiters.found()
                 if still_ready and self._waiters:
                     self._waiters.wake(1)  # more is ready: let the next idle worker take it
                 return lease
             if kind == 0:
                 self._waiters.wake_all()  # exhausted: release everybody
                 return None
-            await self._wait(float(reply[2]) if reply[2] else None)
+            await self._waiters.wait_hint(float(reply[2]) if reply[2] else None)
 
     async def ack(self, lease: Lease) -> None:
         """The request was handled: its slot is freed with this process's next Redis call
@@ -288,11 +290,7 @@ class RedisFrontier:
 
     async def retry(self, lease: Lease, delay_s: float) -> None:
         """Re-queue the request (as it is now, meta included) once ``delay_s`` seconds passed."""
-        try:
-            data = self._codec.encode(lease.request)
-        except CrawlerError:
-            await self.fail(lease, "unstorable")
-            raise
+        data = await self._codec.encode_retry(lease, self.fail)
         self._give_back(lease, b"R", delay_s, data)
 
     async def set_host_delay(self, host: str, delay_s: float | None) -> None:
@@ -348,94 +346,30 @@ class RedisFrontier:
     async def publish_stats(self, counters: Mapping[str, int]) -> None:
         """Add what ``counters`` (this process's running totals) gained since the last call
         to the job's stats hash, which sums every process (``crawl status`` shows it)."""
-        deltas = {
-            key: value - self._published.get(key, 0)
-            for key, value in counters.items()
-            if isinstance(value, int) and value != self._published.get(key, 0)
-        }
-        if not deltas:
-            return
-        link = self._link
-        client, key = link.client, link.key("stats")
-
-        async def send() -> None:
-            async with client.pipeline(transaction=True) as pipe:
-                for name, delta in deltas.items():
-                    pipe.hincrby(key, name, delta)
-                await pipe.execute()
-
-        await link.do(send)
-        for name, delta in deltas.items():
-            self._published[name] = self._published.get(name, 0) + delta
+        await self._stats.publish(counters)
 
     # -- leases ---------------------------------------------------------------------------
 
-    def _remember(self, fps: Sequence[bytes]) -> None:
-        known = self._known
-        known.update(dict.fromkeys(fps))
-        if len(known) > _KNOWN_MAX:  # keep the newest half: repeated links are mostly recent
-            self._known = dict.fromkeys(list(known)[-(_KNOWN_MAX // 2) :])
-
     def _make_lease(self, rid: bytes, data: bytes, host: str) -> Lease | None:
-        try:
-            request = self._codec.decode(data)
-        except (CrawlerError, ValueError, TypeError, KeyError) as exc:
-            logger.error("frontier %s: dropping stored request %s: %s", self.job, rid, exc)
+        request = self._codec.decode_stored(data, self.job, rid)
+        if request is None:  # marked failed ("undecodable" in the SQLite frontier)
             self._releases.queue((rid, b"F", 0.0, b"", f"request {rid.decode()}"))
             return None
         lease = Lease(request, host, fingerprint(request))
-        self._held[id(lease)] = (lease, rid)
+        self._held.add(lease, rid)
         return lease
 
     def _give_back(
         self, lease: Lease, outcome: bytes, delay_s: float = 0.0, data: bytes = b""
     ) -> None:
-        lease.settle(_OUTCOMES[outcome])  # a second ack/fail/retry raises LeaseError
-        held = self._held.pop(id(lease), None)
-        if held is None or held[0] is not lease:
-            logger.warning("frontier %s: %s was not leased here", self.job, lease.request)
-            return
-        self._releases.queue((held[1], outcome, delay_s, data, lease.request.url))
-
-    # -- waiting ------------------------------------------------------------------------
-
-    def _wake_one(self) -> None:
-        self._waiters.wake(1)
-
-    async def _wait(self, hint_s: float | None) -> None:
-        """Wait for a wake-up: a push or ack here, a pub/sub message from another process,
-        the time something is due (``hint_s`` from now), or a back-off poll."""
-        if self._poll is None:
-            self._poll = asyncio.get_running_loop().call_later(self._poll_s, self._on_poll)
-            self._poll_s = min(self._poll_s * 2, _POLL_MAX_S)
-        wake_at = None if hint_s is None else self.clock.now() + max(0.0, hint_s)
-        await self._waiters.wait(wake_at)
-
-    def _on_poll(self) -> None:
-        self._poll = None
-        self._waiters.wake(1)
+        rid = self._held.give_back(lease, _OUTCOMES[outcome])
+        if rid is not None:
+            self._releases.queue((rid, outcome, delay_s, data, lease.request.url))
 
     # -- background tasks ---------------------------------------------------------------
 
-    async def _pause(self, seconds: float) -> bool:
-        """Sleep ``seconds``; True (at once) when closing. The background loops end on this,
-        not only on cancellation: redis-py can swallow a cancellation that hits a command."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._closing.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    async def _heartbeat(self) -> None:
-        while not await self._pause(self.lease_timeout_s / 3):
-            try:
-                await self._renew()
-            except CrawlerError:
-                logger.exception("frontier %s: heartbeat failed", self.job)
-
     async def _renew(self) -> None:
-        ids = [rid for _, rid in self._held.values()] + self._releases.ids()
+        ids = self._held.keys() + self._releases.ids()
         ttl = self._seeding_ttl_ms if self._seeding else 0
         lost = await self._link.script(
             "RENEW", [self._now(), self.worker, self.lease_timeout_s, ttl, *ids]
@@ -446,13 +380,6 @@ class RedisFrontier:
                 self.job,
                 len(lost),
             )
-
-    async def _flush_loop(self) -> None:
-        while not await self._pause(self.flush_interval_s):
-            try:
-                await self._releases.finalize()
-            except CrawlerError:
-                logger.exception("frontier %s: flush failed", self.job)
 
     @property
     def _final(self) -> str:
