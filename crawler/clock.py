@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Clock", "MonotonicClock", "TimerHandle"]
+__all__ = ["Clock", "MonotonicClock", "TimerHandle", "sleep", "wait_event"]
 
 
 class TimerHandle(Protocol):
@@ -38,3 +38,35 @@ class MonotonicClock:
         """Schedule ``callback`` on the running loop at monotonic time ``when``."""
         loop = asyncio.get_running_loop()
         return loop.call_later(max(0.0, when - time.monotonic()), callback)
+
+
+async def sleep(clock: Clock, delay_s: float) -> None:
+    """Wait ``delay_s`` seconds of ``clock`` time (a manual clock: until it is advanced)."""
+    woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake() -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    timer = clock.call_at(clock.now() + delay_s, wake)
+    try:
+        await woken
+    finally:
+        timer.cancel()
+
+
+async def wait_event(clock: Clock, event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait until ``event`` is set (True) or ``timeout_s`` of ``clock`` time passed (False)."""
+    if event.is_set():
+        return True
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(None) as scope:
+            expire = clock.call_at(clock.now() + timeout_s, lambda: scope.reschedule(loop.time()))
+            try:
+                await event.wait()
+            finally:
+                expire.cancel()
+    except TimeoutError:
+        return False
+    return True

@@ -4,25 +4,24 @@ downloader and pipelines, runs the workers and shuts everything down."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import AckGate, CrawlState, checkpoint, open_outputs
-from .clock import Clock, MonotonicClock
-from .downloader import UNLIMITED_WORKERS, Downloader, DownloaderOptions, registered_domain
+from .clock import Clock, MonotonicClock, TimerHandle
+from .downloader import UNLIMITED_WORKERS, Downloader, DownloaderOptions
 from .downloader.rotation import ProxyPool, load_proxy_list
+from .downloader.sessions import SessionHook
 from .errors import ConfigError, OutputError
 from .frontier.base import Frontier, PolitenessPolicy, Resettable, StatsPublisher
 from .frontier.factory import make_frontier
 from .loglines import get_logger
 from .middleware import DownloaderMiddleware, load_middlewares
-from .middlewares import builtin_middlewares
+from .middlewares import builtin_middlewares, robots_fetcher
 from .pipeline import PipelineChain
-from .request import Request
-from .response import Response
 from .robots import RobotsCache
 from .settings import Settings
 from .spider import Spider
@@ -68,7 +67,8 @@ class Crawler:
     ``pipelines`` are added after the ones named in ``PIPELINES``; ``middlewares``
     after the built-ins, ``DOWNLOADER_MIDDLEWARES`` and the spider's ``middlewares``
     (``conditional`` takes the conditional-requests place among the built-ins, see
-    crawler/middlewares.py). ``frontier`` defaults to an in-memory one.
+    crawler/middlewares.py). ``frontier`` defaults to an in-memory one. ``session_hooks``
+    see the session pool once it is open and again before it closes (e.g. a job's cookies).
     """
 
     def __init__(
@@ -82,6 +82,7 @@ class Crawler:
         restart: bool = False,
         middlewares: Sequence[DownloaderMiddleware] = (),
         conditional: DownloaderMiddleware | None = None,
+        session_hooks: Sequence[SessionHook] = (),
     ) -> None:
         self.spider = spider
         self.settings = settings or Settings.build(("spider settings", spider.settings))
@@ -109,6 +110,7 @@ class Crawler:
         self.pipelines = PipelineChain([*self.settings.PIPELINES, *pipelines])
         self.middlewares = tuple(middlewares)
         self.conditional = conditional
+        self.session_hooks = tuple(session_hooks)
         self._workers: list[asyncio.Task[None]] = []
         self._budget: PageBudget | None = None
         self._supervisor = Supervisor(
@@ -116,11 +118,11 @@ class Crawler:
             self._on_failure,
             self.settings.CHECKPOINT_INTERVAL,
             self.settings.PROGRESS_INTERVAL,
+            self.clock,
         )
         self._finish_reason: str | None = None
-        self._force_timer: asyncio.TimerHandle | None = None
+        self._force_timer: TimerHandle | None = None
         self.downloader: Downloader | None = None
-        self._sessions: Any = None
         self.robots: RobotsCache | None = None
         proxy_urls = load_proxy_list(self.settings.PROXIES, self.settings.PROXY_FILE)
         self.proxies = (
@@ -153,10 +155,8 @@ class Crawler:
         self._finish_reason = reason
         self.frontier.stop()
         if first and self._workers:
-            loop = asyncio.get_running_loop()
-            self._force_timer = loop.call_later(
-                self.settings.SHUTDOWN_TIMEOUT, self._cancel_workers
-            )
+            when = self.clock.now() + self.settings.SHUTDOWN_TIMEOUT
+            self._force_timer = self.clock.call_at(when, self._cancel_workers)
 
     def _on_failure(self, failure: Failure) -> None:
         """An output or the crawl state failed: seal the ack gate first, then stop."""
@@ -206,14 +206,16 @@ class Crawler:
             stack.push_async_callback(self.frontier.close)
             if state is not None and state.restart and isinstance(self.frontier, Resettable):
                 await self.frontier.reset()
-            downloader = await stack.enter_async_context(Downloader(options))
+            downloader = await stack.enter_async_context(Downloader(options, self.clock))
             self.downloader = downloader
-            self._sessions = downloader.sessions
-            spider._cookies_for = downloader.sessions.cookies_for
+            spider.use_cookie_lookup(downloader.sessions.cookies_for)
             if state is not None:
                 restored = await state.restore_cookies(downloader.sessions)
                 if restored:
                     logger.info("[%s] restored %d cookies", spider.name, restored)
+            for hook in self.session_hooks:  # closed after _finish, before the sessions
+                await hook.sessions_opened(downloader.sessions)
+                stack.push_async_callback(hook.sessions_closing, downloader.sessions)
             stack.push_async_callback(self._finish)  # last checkpoint, then close the outputs
             try:
                 await open_outputs(self._gate, state, self.pipelines, spider)
@@ -248,7 +250,7 @@ class Crawler:
         settings, spider = self.settings, self.spider
         if settings.ROBOTSTXT_OBEY:
             self.robots = RobotsCache(
-                self._robots_fetcher(downloader),
+                robots_fetcher(downloader, self.proxies),
                 settings.USER_AGENT,
                 self.clock,
                 retry_s=settings.ROBOTSTXT_RETRY_S,
@@ -280,18 +282,6 @@ class Crawler:
             max_links=settings.MAX_LINKS_PER_RESPONSE,
             barrier=self._gate.items if self._gate is not None else None,
         )
-
-    def _robots_fetcher(self, downloader: Downloader) -> Callable[[Request], Awaitable[Response]]:
-        """robots.txt goes out the way the pages will: through the proxy pool if there is one."""
-        pool = self.proxies
-        if pool is None:
-            return downloader.fetch
-
-        async def fetch_via_pool(request: Request) -> Response:
-            proxy, _ = pool.choose(registered_domain(request.host))
-            return await downloader.fetch(request, proxy)
-
-        return fetch_via_pool
 
     async def _finish(self) -> None:
         """The end of every run: the last checkpoint (items, then acks), then close the outputs.
@@ -330,9 +320,9 @@ class Crawler:
 
     async def _checkpoint(self, status: str = "running") -> None:
         gate = self._gate
-        if gate is None or self._supervisor.failure is not None or self._sessions is None:
+        if gate is None or self._supervisor.failure is not None or self.downloader is None:
             return
-        jars = self._sessions.jars()
+        jars = self.downloader.sessions.jars()
         counters = self.stats.counters
         await checkpoint(gate, self.state, self.pipelines, self.spider, counters, jars, status)
 

@@ -18,10 +18,15 @@ Every class name says how the engine reacts to it::
     │   ├── BlockedAddress            the host resolves to a private address (not allowed)
     │   ├── HttpError                 a non-2xx response the spider did not ask to handle
     │   └── TooManyRedirects          a redirect loop or a chain over MAX_REDIRECTS
-    ├── CallbackError                 a spider callback raised (wraps the original)
     ├── OutputError                   an output cannot write (disk full): the crawl stops (exit 7)
     ├── LeaseError                    a lease given back twice (a bug in the caller)
     └── DropItem                      raised by a pipeline to drop an item (not a failure)
+
+A spider callback or errback that raises is not wrapped in a class of ours:
+``crawler/outputs.py`` logs it with the URL, counts ``callback_errors`` and
+``callback_errors/<ExceptionName>``, and the crawl goes on.
+The names a user catches are re-exported from ``crawler`` (all but
+``RetryableFetchError`` and ``LeaseError``).
 
 Retry and stats code reads these with ``isinstance``, never by message text.
 Messages say what was wrong, with which value, and what to do; they never
@@ -33,7 +38,6 @@ from __future__ import annotations
 __all__ = [
     "BadResponse",
     "BlockedAddress",
-    "CallbackError",
     "ConfigError",
     "CrawlerError",
     "DropItem",
@@ -155,10 +159,6 @@ class TooManyRedirects(FetchError):
     """A redirect loop or a redirect chain longer than MAX_REDIRECTS."""
 
     kind = "too_many_redirects"
-
-
-class CallbackError(CrawlerError):
-    """A spider callback raised; ``__cause__`` is the original exception."""
 
 
 class OutputError(CrawlerError):

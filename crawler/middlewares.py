@@ -19,7 +19,7 @@ throttle with AUTOTHROTTLE, proxies with PROXIES/PROXY_FILE).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from yarl import URL
 
@@ -58,6 +58,7 @@ __all__ = [
     "RobotsTxt",
     "StatusFilter",
     "builtin_middlewares",
+    "robots_fetcher",
 ]
 
 logger = get_logger("crawler.worker")
@@ -179,7 +180,7 @@ class Redirects:
             await self.frontier.add_seen(url_fingerprint(URL(hop.url)))
         if response.url == response.request.url:
             return True
-        return await self.frontier.add_seen(url_fingerprint(response._url))
+        return await self.frontier.add_seen(url_fingerprint(URL(response.url)))
 
 
 class Retries:
@@ -336,3 +337,17 @@ def builtin_middlewares(
         )
         chain.append(ProxyRotation(proxies, bans, downloader, stats, spider.name))
     return chain
+
+
+def robots_fetcher(
+    downloader: Downloader, pool: ProxyPool | None
+) -> Callable[[Request], Awaitable[Response]]:
+    """robots.txt goes out the way the pages will: through the proxy pool if there is one."""
+    if pool is None:
+        return downloader.fetch
+
+    async def fetch_via_pool(request: Request) -> Response:
+        proxy, _ = pool.choose(registered_domain(request.host))
+        return await downloader.fetch(request, proxy)
+
+    return fetch_via_pool

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -51,7 +52,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 @dataclass
 class RetryPolicy:
-    """Retry transient failures with back-off; see the RETRY_* settings."""
+    """Retry transient failures with back-off; see the RETRY_* settings.
+
+    ``wall_clock`` (default ``time.time``) dates a ``Retry-After`` given as an HTTP
+    date; it is wall time, not the crawl's monotonic clock, because the header is.
+    """
 
     times: int = 2
     http_codes: frozenset[int] = frozenset((408, 429, 500, 502, 503, 504))
@@ -59,6 +64,7 @@ class RetryPolicy:
     backoff_max_s: float = 60.0
     retry_after_max_s: float = 300.0
     non_idempotent: bool = False
+    wall_clock: Callable[[], float] = field(default=time.time, repr=False)
     _wait: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -107,7 +113,7 @@ class RetryPolicy:
         if status not in self.http_codes or not self._allowed(request):
             return None
         attempt = int(request.meta.get("retry_times", 0)) + 1
-        waited = parse_retry_after(retry_after)
+        waited = parse_retry_after(retry_after, self.wall_clock()) if retry_after else None
         if waited is not None:
             return RetryDecision(min(waited, self.retry_after_max_s), f"http_{status}", True)
         return RetryDecision(self.backoff_s(attempt), f"http_{status}", status in (429, 503))

@@ -19,7 +19,9 @@ class Spider:
     Class attributes: ``name``, ``start_urls``, ``allowed_domains`` (links to
     other domains are dropped and counted), ``settings`` (per-spider settings),
     ``headers`` and ``cookies`` (sent to the start requests' domains),
-    ``middlewares`` (downloader middlewares after the built-ins). Keyword arguments
+    ``middlewares`` (downloader middlewares after the built-ins),
+    ``handle_unchanged`` (a scheduled job's callbacks also get its 304 Not Modified
+    responses, see crawler/jobs/incremental.py). Keyword arguments
     (``-a key=value`` on the command line) become instance attributes.
 
     Override ``parse(response)`` (or give requests their own ``callback``);
@@ -39,7 +41,8 @@ class Spider:
     handle_httpstatus_list: Sequence[int] = ()
     trace_configs: Sequence[Any] = ()
     middlewares: Sequence[Any] = ()  # DownloaderMiddleware objects, classes or 'module:Name'
-    _cookies_for: Callable[[str], dict[str, str]] | None = None
+    handle_unchanged: bool = False
+    _cookie_lookup: Callable[[str], dict[str, str]] | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         for key, value in kwargs.items():
@@ -63,11 +66,19 @@ class Spider:
             f" or give the request for {response.url} a callback"
         )
 
+    def use_cookie_lookup(self, lookup: Callable[[str], dict[str, str]] | None) -> None:
+        """Answer :meth:`cookies_for` with ``lookup(url)`` (None: not being crawled).
+
+        The crawler calls this with its session pool's ``cookies_for`` once the
+        sessions are open; a test may pass its own function.
+        """
+        self._cookie_lookup = lookup
+
     def cookies_for(self, url: str) -> dict[str, str]:
         """The cookies the crawl's jar would send with a request to ``url`` (during a crawl)."""
-        if self._cookies_for is None:
+        if self._cookie_lookup is None:
             raise CrawlerError("cookies_for() works only while the spider is being crawled")
-        return self._cookies_for(url)
+        return self._cookie_lookup(url)
 
     def item_key(self, item: Any, response: Response, index: int) -> str:
         """A stable key for an item, used by pipelines that upsert (see ``crawler.item_key``).

@@ -26,6 +26,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from .clock import Clock, MonotonicClock, sleep, wait_event
 from .errors import OutputError
 from .loglines import get_logger
 
@@ -96,10 +97,12 @@ class Supervisor:
         on_failure: Callable[[Failure], None],
         checkpoint_interval_s: float,
         progress_interval_s: float = 0.0,
+        clock: Clock | None = None,
     ) -> None:
         self.spider_name = spider_name
         self.checkpoint_interval_s = checkpoint_interval_s
         self.progress_interval_s = progress_interval_s
+        self.clock = clock or MonotonicClock()  # intervals and back-offs are in its time
         self.failure: Failure | None = None
         self.checkpoint_failures = 0
         self._on_failure = on_failure
@@ -191,7 +194,7 @@ class Supervisor:
                 return
             if self.failure is None:
                 delay_s = backoff_s(self.checkpoint_interval_s, self.checkpoint_failures)
-                await asyncio.sleep(delay_s)
+                await sleep(self.clock, delay_s)
 
     async def checkpoint_once(
         self, checkpoint: Callable[[str], Awaitable[None]], status: str
@@ -229,11 +232,4 @@ class Supervisor:
 
     async def _wait_done(self, delay_s: float) -> bool:
         """Wait ``delay_s`` seconds; True (at once) if the workers ended meanwhile."""
-        if self._done.is_set():
-            return True
-        try:
-            async with asyncio.timeout(delay_s):
-                await self._done.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self.clock, self._done, delay_s)

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import os
 
-from crawler import ItemPipeline
-from crawler.errors import ConfigError
+from crawler import ConfigError, ItemPipeline
 
 from .csvfile import CsvExporter
 from .faults import WriteRetry

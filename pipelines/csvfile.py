@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import orjson
 
-from crawler.errors import ConfigError, OutputError
+from crawler import ConfigError, OutputError
 from crawler.loglines import get_logger
 
 from .faults import DEFAULT_RETRY, WriteRetry

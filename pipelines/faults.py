@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from crawler.errors import OutputError
+from crawler import OutputError
 from crawler.loglines import get_logger
 
 __all__ = ["DEFAULT_RETRY", "WriteRetry", "is_transient", "output_failure", "with_retries"]

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
-from crawler.errors import ConfigError, OutputError
+from crawler import ConfigError, OutputError
 from crawler.loglines import get_logger
 
 from .faults import DEFAULT_RETRY, WriteRetry, is_transient, output_failure, with_retries

@@ -7,7 +7,7 @@ import os
 import stat
 from typing import Any
 
-from crawler.errors import ConfigError, OutputError
+from crawler import ConfigError, OutputError
 
 from .faults import DEFAULT_RETRY, WriteRetry
 from .files import BufferedFile, FileOutput

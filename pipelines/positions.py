@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from crawler.errors import OutputError
+from crawler import OutputError
 
 __all__ = [
     "CompletePrefix",

@@ -15,8 +15,7 @@ from typing import Any
 
 import aiosqlite
 
-from crawler import item_key
-from crawler.errors import ConfigError, OutputError
+from crawler import ConfigError, OutputError, item_key
 from crawler.loglines import get_logger
 
 from .faults import DEFAULT_RETRY, WriteRetry, output_failure, with_retries

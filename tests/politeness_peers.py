@@ -80,14 +80,33 @@ def sequence(*pages: Any) -> Any:
     return handler
 
 
-def slow(page: str, delay_s: float) -> Any:
-    """A handler that takes ``delay_s`` to answer: a slow server, so that requests overlap."""
+class Rendezvous:
+    """Pages of one host whose requests wait until ``count`` of them are in progress at once.
 
-    async def handler(request: web.Request) -> web.Response:
-        await asyncio.sleep(delay_s)
-        return web.Response(text=page, content_type="text/html")
+    Once they have met, every request is answered at once. A crawler that never sends
+    ``count`` requests to the host at the same time hangs (the test's guard fails it);
+    one that sends more shows up in the server's ``max_concurrency``. No timing involved.
+    """
 
-    return handler
+    def __init__(self, count: int = 2) -> None:
+        self.count = count
+        self.active = 0
+        self.met = asyncio.Event()
+
+    def page(self, text: str) -> Any:
+        """A handler answering ``text`` as HTML once ``count`` requests have met."""
+
+        async def handler(request: web.Request) -> web.Response:
+            self.active += 1
+            try:
+                if self.active >= self.count:
+                    self.met.set()
+                await self.met.wait()
+                return web.Response(text=text, content_type="text/html")
+            finally:
+                self.active -= 1
+
+        return handler
 
 
 class Recorder(Spider):

@@ -13,10 +13,12 @@ from peers import make_crawler
 
 import crawler.bounded
 import crawler.middlewares
-from crawler import PolitenessPolicy, Request, Response, Spider, Stats
+from crawler import Request, Response, Spider
 from crawler.bounded import RecentHosts
+from crawler.frontier import PolitenessPolicy
 from crawler.frontier.domains import HostReadiness
 from crawler.robots import RobotsCache, Verdict
+from crawler.stats import Stats
 from crawler.testing import ManualClock, SiteServer, html_page
 from crawler.throttle import AutoThrottle
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from crawler import Frontier, FrontierCounts, Lease, MemoryFrontier, PolitenessPolicy, Request
+from crawler import Request
 from crawler.fingerprint import fingerprint
+from crawler.frontier import Frontier, FrontierCounts, Lease, MemoryFrontier, PolitenessPolicy
 from crawler.testing import ManualClock
 
 

@@ -2,14 +2,16 @@
 
 Time is a ManualClock (the Redis frontier schedules on it too: ``server_time=False``,
 and its acks are final at once). A lease that must wait is a task; ``assert_waiting``
-checks it is still pending after a short real-time pause (the SQLite backend does
-its I/O on a thread and Redis over a socket, so a few ``sleep(0)`` are not enough
-to prove it is blocked).
+lets it run until it either returns (a failure) or parks on an unresolved waiter
+future in ``crawler/frontier/waiters.py`` (read from the coroutine's await chain,
+not from the frontier's private state). The SQLite backend does its I/O on a thread
+and Redis over a socket, so the helper polls; no real-time pause decides the outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -19,11 +21,21 @@ import pytest
 import redis.asyncio as aioredis
 from redis_peer import RedisServer, running_redis
 
-from crawler import Frontier, FrontierCounts, Lease, MemoryFrontier, PolitenessPolicy, Request
+from crawler import Request
 from crawler.fingerprint import fingerprint
-from crawler.frontier import CheckpointMarks, Resettable, StatsPublisher
+from crawler.frontier import (
+    CheckpointMarks,
+    Frontier,
+    FrontierCounts,
+    Lease,
+    MemoryFrontier,
+    PolitenessPolicy,
+    Resettable,
+    StatsPublisher,
+)
 from crawler.frontier.redis import RedisFrontier
 from crawler.frontier.sqlite import SqliteFrontier
+from crawler.frontier.waiters import LeaseWaiters
 from crawler.testing import ManualClock
 
 Make = Callable[..., Awaitable[tuple[Any, ManualClock]]]
@@ -110,9 +122,27 @@ async def take(frontier: Any, count: int) -> list[str]:
     return [lease.request.url if lease else "None" for lease in leases]
 
 
+def parked(task: asyncio.Task[Any]) -> bool:
+    """True if ``task`` is blocked in ``LeaseWaiters.wait`` on a future nobody resolved yet."""
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None)
+        if frame is not None and frame.f_code is LeaseWaiters.wait.__code__:
+            waiter = frame.f_locals.get("waiter")
+            return waiter is not None and not waiter.done()
+        awaited = getattr(awaited, "cr_await", None)
+    return False
+
+
 async def assert_waiting(task: asyncio.Task[Any]) -> None:
-    done, _ = await asyncio.wait({task}, timeout=0.05)
-    assert not done, f"lease returned {task.result()!r} but should have waited"
+    """Let ``task`` (a ``lease()``) run until it parks as a waiter; it must not return."""
+    async with asyncio.timeout(5):
+        for spins in itertools.count():
+            if task.done() or parked(task):
+                break
+            # Its I/O runs on aiosqlite's thread or a Redis socket: poll, yielding first.
+            await asyncio.sleep(0 if spins < 100 else 0.001)
+    assert not task.done(), f"lease returned {task.result()!r} but should have waited"
 
 
 async def finish(task: asyncio.Task[Any]) -> Any:
@@ -473,11 +503,7 @@ def lease_nowait(frontier: MemoryFrontier) -> tuple[bool, Lease | None]:
 async def assert_sqlite_waits(frontier: SqliteFrontier) -> None:
     """Start a lease, let it do its I/O until it parks as a waiter, then cancel it."""
     task = asyncio.create_task(frontier.lease())
-    for _ in range(5000):  # until it parks (or returns); its I/O runs on a thread
-        if task.done() or frontier._waiters:
-            break
-        await asyncio.sleep(0.001)
-    assert not task.done(), f"sqlite leased {task.result()!r} where memory waits"
+    await assert_waiting(task)  # sqlite must wait where memory waits
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -27,9 +27,10 @@ from test_frontier_contract import (
     take,
 )
 
-from crawler import FrontierCounts, Lease, MemoryFrontier, PolitenessPolicy, Request
+from crawler import Request
 from crawler.cli.status import status_command
 from crawler.errors import ConfigError
+from crawler.frontier import FrontierCounts, Lease, MemoryFrontier, PolitenessPolicy
 from crawler.frontier.redis import RedisFrontier, read_status
 from crawler.testing import ManualClock
 
@@ -78,11 +79,7 @@ async def opener(redis_server: RedisServer) -> AsyncIterator[Opener]:
 async def assert_redis_waits(frontier: RedisFrontier) -> None:
     """Start a lease, let it reach Redis and park as a waiter, then cancel it."""
     task = asyncio.create_task(frontier.lease())
-    for _ in range(5000):
-        if task.done() or frontier._waiters:
-            break
-        await asyncio.sleep(0.001)
-    assert not task.done(), f"redis leased {task.result()!r} where memory waits"
+    await assert_waiting(task)  # redis must wait where memory waits
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
-from crawler import CrawlerError, FrontierCounts, Lease, PolitenessPolicy, Request, Spider
+from crawler import CrawlerError, Request, Spider
 from crawler.errors import ConfigError
 from crawler.fingerprint import fingerprint
+from crawler.frontier import FrontierCounts, Lease, PolitenessPolicy
 from crawler.frontier.codec import RequestCodec
 from crawler.frontier.sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteFrontier, schema
 from crawler.testing import ManualClock

@@ -21,23 +21,15 @@ from aiohttp import web
 from conftest import HANG_GUARD_S, Collect, SiteFactory, build_settings, run_spider
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from crawler import (
-    Crawler,
-    DownloaderMiddleware,
-    MemoryFrontier,
-    PolitenessPolicy,
-    Request,
-    Response,
-    Settings,
-    Spider,
-    Stats,
-)
+from crawler import Crawler, DownloaderMiddleware, Request, Response, Settings, Spider
 from crawler.downloader.rotation import ProxyPool
 from crawler.errors import SettingsError
+from crawler.frontier import MemoryFrontier, PolitenessPolicy
 from crawler.frontier.base import Lease
 from crawler.middleware import Done, EndRequest, load_middlewares
 from crawler.middlewares import builtin_middlewares
 from crawler.robots import RobotsCache
+from crawler.stats import Stats
 from crawler.testing import ManualClock, html_page
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -20,17 +20,17 @@ from aiohttp import web
 from peers import crawl
 from politeness_peers import (
     Recorder,
+    Rendezvous,
     TimedSiteServer,
     TinyproxyPeer,
     configured_tinyproxy,
     denying_filter,
     free_port,
-    slow,
     timed_site,
 )
 
+from crawler import ProxyError, SettingsError
 from crawler.downloader.rotation import BanRules, ProxyPool, load_proxy_list
-from crawler.errors import ProxyError, SettingsError
 from crawler.testing import ManualClock, html_page
 
 A = "127.0.0.2"
@@ -93,9 +93,10 @@ async def test_a_proxy_refused_by_a_domain_is_benched_and_the_others_finish_the_
 
 
 async def test_per_domain_limits_hold_across_several_proxies(tmp_path: Path) -> None:
+    meet_a, meet_b = Rendezvous(2), Rendezvous(2)  # each host sees 2 requests at once
     async with (
-        timed_site({A: {f"/{n}": slow(html_page(str(n)), 0.05) for n in range(12)}}, A) as site_a,
-        timed_site({B: {f"/{n}": slow(html_page(str(n)), 0.05) for n in range(12)}}, B) as site_b,
+        timed_site({A: {f"/{n}": meet_a.page(html_page(str(n))) for n in range(12)}}, A) as site_a,
+        timed_site({B: {f"/{n}": meet_b.page(html_page(str(n))) for n in range(12)}}, B) as site_b,
         proxies(tmp_path, [], [], []) as running,
     ):
         spider = Recorder([*urls(site_a, A, 12), *urls(site_b, B, 12)])

@@ -277,3 +277,11 @@ def test_non_idempotent_methods_need_an_opt_in(method: str) -> None:
     assert RetryPolicy(non_idempotent=True).for_status(request, 503, None)
     request.meta["retry_non_idempotent"] = True
     assert RetryPolicy().for_status(request, 503, None)
+
+
+def test_retry_after_dates_are_read_on_the_policys_wall_clock() -> None:
+    now = 1_700_000_000.0
+    policy = RetryPolicy(retry_after_max_s=100.0, wall_clock=lambda: now)
+    date = email.utils.formatdate(now + 42, usegmt=True)
+    decision = policy.for_status(Request("https://a.test/"), 503, date)
+    assert decision is not None and decision.delay_s == 42.0 and decision.hold_host

@@ -15,7 +15,7 @@ from aiohttp import web
 from peers import crawl
 from politeness_peers import TOLERANCE_S, Recorder, status, timed_site
 
-from crawler import PolitenessPolicy
+from crawler.frontier import PolitenessPolicy
 from crawler.frontier.domains import HostReadiness
 from crawler.testing import ManualClock, html_page
 from crawler.throttle import AutoThrottle

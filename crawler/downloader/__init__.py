@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from ..clock import Clock, MonotonicClock
 from ..errors import BlockedAddress, RequestTimeout, SettingsError, TooManyRedirects
 from ..loglines import get_logger, short_url
 from ..pipeline import load_object
@@ -151,8 +151,9 @@ class Downloader:
     to finish, so no ResourceWarning is left behind.
     """
 
-    def __init__(self, options: DownloaderOptions) -> None:
+    def __init__(self, options: DownloaderOptions, clock: Clock | None = None) -> None:
         self.options = options
+        self.clock = clock or MonotonicClock()  # the redirect chain's deadline
         self.tls = TlsPolicy(options.tls)  # loads CA bundles now: a bad path fails before the crawl
         self.timings = TimingSummary()
         self.guard = AddressGuard(options.guard.enabled, options.guard.allowed_networks)
@@ -238,7 +239,7 @@ class Downloader:
             self._trusted_proxies.add(proxy)
             self.guard.trust_url(proxy)  # a proxy the user chose may be on a private network
         timings: dict[str, float] = {}
-        deadline = time.monotonic() + self.options.sessions.timeout_s  # for the whole chain
+        deadline = self.clock.now() + self.options.sessions.timeout_s  # for the whole chain
         limit = self._limit(request)
         response = await self._exchange(request, proxy, timings, None, limit, True)
         if request.allow_redirects and response.status in REDIRECT_STATUSES:
@@ -279,7 +280,7 @@ class Downloader:
             self._check_through_proxy(hop)
         remaining = None  # the first hop has the session's REQUEST_TIMEOUT, whole
         if deadline is not None:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock.now()
             if remaining <= 0:
                 raise RequestTimeout(f"timed out fetching {short_url(hop.url)}", hop.url)
         session = pool.acquire(host)
@@ -305,7 +306,7 @@ class Downloader:
             )
         finally:
             pool.release(host)
-            if pool._closing:
+            if pool.has_evicted:
                 await pool.close_idle()
 
     async def _follow(
@@ -340,7 +341,7 @@ class Downloader:
                     f" a loop?) last: {chain} -> {short_url(target.url, 100)}",
                     request.url,
                 )
-            if time.monotonic() >= deadline:
+            if self.clock.now() >= deadline:
                 raise RequestTimeout(
                     f"timed out fetching {short_url(request.url)} after {len(history)} redirects",
                     request.url,

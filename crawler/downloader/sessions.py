@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 from aiohttp.abc import AbstractCookieJar
@@ -22,6 +23,7 @@ from .suffixes import registered_domain
 
 __all__ = [
     "CREDENTIAL_HEADERS",
+    "SessionHook",
     "SessionOptions",
     "SessionPool",
     "merge_headers",
@@ -225,6 +227,11 @@ class SessionPool:
                 self._closing.append(entry.session)
                 return
 
+    @property
+    def has_evicted(self) -> bool:
+        """True if sessions were evicted and wait for :meth:`close_idle` to close them."""
+        return bool(self._closing)
+
     async def close_idle(self) -> None:
         """Close sessions evicted since the last call."""
         closing, self._closing = self._closing, []
@@ -240,3 +247,17 @@ class SessionPool:
         for connector in self._unix_connectors.values():
             await connector.close()
         self._unix_connectors.clear()
+
+
+class SessionHook(Protocol):
+    """Code that sees a crawl's session pool: once it is open and once before it closes.
+
+    Pass hooks to ``Crawler(session_hooks=[...])``; a job keeps its cookie jars
+    between runs this way (``crawler.jobs.CookieKeeper``).
+    """
+
+    async def sessions_opened(self, pool: SessionPool) -> None:
+        """The pool is open; no request has been sent yet."""
+
+    async def sessions_closing(self, pool: SessionPool) -> None:
+        """The crawl has ended (its outputs are closed); the pool is still open."""

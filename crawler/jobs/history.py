@@ -10,200 +10,28 @@ and is taken over, when its heartbeat is older than ``stale_s`` or its pid is
 dead on this host; the run it belonged to is then marked ``crashed``. A claim
 for a due time (``scheduled_for``) also fails when a run at or after that due
 time is already recorded, so two schedulers run each due time once.
+
+The file format and :class:`RunRecord` live in :mod:`crawler.jobs.records`, the
+lock values in :mod:`crawler.jobs.locks`; their public names are importable from here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-import socket
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import orjson
 
-from ..storage import DatabaseKind, open_database
+from ..storage import open_database
+from .locks import Claim, Holder, LockInfo, stale_reason
+from .records import HISTORY_FILE, RUN_COLUMNS, RunRecord, iso, new_run_id, parse_iso
 from .scheduler import utc_now
 
-__all__ = ["Claim", "Holder", "LockInfo", "RunHistory", "RunRecord", "new_run_id"]
-
-APPLICATION_ID = 0x43524C48  # "CRLH": crawler run history
-SCHEMA_VERSION = 1
-
-HISTORY_FILE = DatabaseKind(
-    noun="job history",
-    application_id=APPLICATION_ID,
-    version=SCHEMA_VERSION,
-    schema=f"""BEGIN IMMEDIATE;
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    job TEXT NOT NULL,
-    spider TEXT NOT NULL,
-    arguments TEXT NOT NULL,
-    trigger TEXT NOT NULL,
-    scheduled_for TEXT,
-    started_at TEXT NOT NULL,
-    ended_at TEXT,
-    finish_reason TEXT,
-    exit_code INTEGER,
-    stats TEXT,
-    items INTEGER,
-    item_counts TEXT,
-    outputs TEXT,
-    checks TEXT,
-    error TEXT,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, started_at);
-CREATE TABLE IF NOT EXISTS locks (
-    job TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    run_id TEXT,
-    acquired_at REAL NOT NULL,
-    heartbeat_at REAL NOT NULL
-);
-PRAGMA application_id = {APPLICATION_ID};
-PRAGMA user_version = {SCHEMA_VERSION};
-COMMIT;""",
-    tables=frozenset(("runs", "locks")),
-    remedy="choose another --state-dir",
-)
-
-_RUN_COLUMNS = (
-    "run_id, job, spider, arguments, trigger, scheduled_for, started_at, ended_at,"
-    " finish_reason, exit_code, stats, items, item_counts, outputs, checks, error, host, pid"
-)
-
-
-def _iso(moment: datetime) -> str:
-    """UTC, fixed width: ISO strings of this form sort like the times they name."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _parse(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-def new_run_id(now: datetime) -> str:
-    """A sortable, file-name-safe run id: ``20240102T030405Z-1a2b3c``."""
-    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
-
-
-@dataclass(frozen=True, slots=True)
-class Holder:
-    """Who holds (or wants) a lock: a unique token, the pid and the host name."""
-
-    token: str = field(default_factory=lambda: secrets.token_hex(8))
-    pid: int = field(default_factory=os.getpid)
-    host: str = field(default_factory=socket.gethostname)
-
-
-@dataclass(frozen=True, slots=True)
-class LockInfo:
-    """A lock row as stored."""
-
-    job: str
-    holder: str
-    pid: int
-    host: str
-    run_id: str | None
-    acquired_at: float
-    heartbeat_at: float
-
-    def describe(self) -> str:
-        """``pid 123 on host-a, run 2024...``."""
-        return f"pid {self.pid} on {self.host}" + (f", run {self.run_id}" if self.run_id else "")
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """The outcome of :meth:`RunHistory.claim`: a run id, or why the run may not start."""
-
-    run_id: str | None
-    reason: str = ""
-    stolen_from: LockInfo | None = None
-
-
-@dataclass(slots=True)
-class RunRecord:
-    """One row of the history."""
-
-    run_id: str
-    job: str
-    spider: str
-    arguments: dict[str, Any]
-    trigger: str
-    scheduled_for: datetime | None
-    started_at: datetime
-    ended_at: datetime | None = None
-    finish_reason: str | None = None
-    exit_code: int | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
-    items: int | None = None
-    item_counts: dict[str, int] = field(default_factory=dict)
-    outputs: list[str] = field(default_factory=list)
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-    host: str = ""
-    pid: int = 0
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> RunRecord:
-        """A record from a ``SELECT {_RUN_COLUMNS}`` row."""
-        (run_id, job, spider, arguments, trigger, scheduled_for, started_at, ended_at,
-         finish_reason, exit_code, stats, items, item_counts, outputs, checks, error, host,
-         pid) = row  # fmt: skip
-        started = _parse(started_at)
-        assert started is not None
-        return cls(
-            run_id=run_id,
-            job=job,
-            spider=spider,
-            arguments=orjson.loads(arguments),
-            trigger=trigger,
-            scheduled_for=_parse(scheduled_for),
-            started_at=started,
-            ended_at=_parse(ended_at),
-            finish_reason=finish_reason,
-            exit_code=exit_code,
-            stats=orjson.loads(stats) if stats else {},
-            items=items,
-            item_counts=orjson.loads(item_counts) if item_counts else {},
-            outputs=orjson.loads(outputs) if outputs else [],
-            checks=orjson.loads(checks) if checks else [],
-            error=error,
-            host=host,
-            pid=pid,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (times as ISO 8601)."""
-        data: dict[str, Any] = {
-            name: getattr(self, name)
-            for name in self.__dataclass_fields__  # type: ignore[attr-defined]
-        }
-        for name in ("scheduled_for", "started_at", "ended_at"):
-            value = data[name]
-            data[name] = value.isoformat() if value is not None else None
-        return data
+__all__ = ["HISTORY_FILE", "Claim", "Holder", "LockInfo", "RunHistory", "RunRecord", "new_run_id"]
 
 
 class RunHistory:
@@ -257,14 +85,6 @@ class RunHistory:
 
     # -- locks ---------------------------------------------------------------------------
 
-    def _stale(self, lock: LockInfo, me: Holder, now_s: float) -> str | None:
-        """Why ``lock`` is abandoned, or None if its holder looks alive."""
-        if now_s - lock.heartbeat_at > self.stale_s:
-            return f"no heartbeat for {now_s - lock.heartbeat_at:.0f}s"
-        if lock.host == me.host and lock.pid != me.pid and not _pid_alive(lock.pid):
-            return f"pid {lock.pid} is gone"
-        return None
-
     async def lock_info(self, job: str) -> LockInfo | None:
         """The lock row of ``job`` (held or abandoned), if any."""
         rows = list(
@@ -310,7 +130,7 @@ class RunHistory:
             lock = await self.lock_info(job)
             stolen = None
             if lock is not None:
-                why = self._stale(lock, holder, now_s)
+                why = stale_reason(lock, holder, now_s, self.stale_s)
                 if why is None:
                     await db.execute("ROLLBACK")
                     return Claim(None, f"job {job!r} is already running ({lock.describe()})")
@@ -319,12 +139,12 @@ class RunHistory:
                     await db.execute(
                         "UPDATE runs SET ended_at=?, finish_reason='crashed', error=?"
                         " WHERE run_id=? AND ended_at IS NULL",
-                        (_iso(now), f"lock taken over: {why}", lock.run_id),
+                        (iso(now), f"lock taken over: {why}", lock.run_id),
                     )
             if scheduled_for is not None:
                 done = await db.execute_fetchall(
                     "SELECT run_id FROM runs WHERE job=? AND scheduled_for>=? LIMIT 1",
-                    (job, _iso(scheduled_for)),
+                    (job, iso(scheduled_for)),
                 )
                 if list(done):
                     await db.execute("ROLLBACK")
@@ -340,8 +160,8 @@ class RunHistory:
                     spider,
                     orjson.dumps(dict(arguments), default=str).decode(),
                     "manual" if scheduled_for is None else "schedule",
-                    _iso(scheduled_for or now),
-                    _iso(now),
+                    iso(scheduled_for or now),
+                    iso(now),
                     holder.host,
                     holder.pid,
                 ),
@@ -388,7 +208,7 @@ class RunHistory:
             " items=?, item_counts=?, outputs=?, checks=?, error=? WHERE run_id=?",
             (
                 record.spider,
-                _iso(record.ended_at or self.now()),
+                iso(record.ended_at or self.now()),
                 record.finish_reason,
                 record.exit_code,
                 orjson.dumps(record.stats, default=str).decode(),
@@ -405,7 +225,7 @@ class RunHistory:
         """One run."""
         rows = list(
             await self.db.execute_fetchall(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id=?", (run_id,)
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id=?", (run_id,)
             )
         )
         return RunRecord.from_row(rows[0]) if rows else None
@@ -413,7 +233,7 @@ class RunHistory:
     async def runs(self, job: str, limit: int = 20) -> list[RunRecord]:
         """The latest ``limit`` runs of ``job``, newest first."""
         rows = await self.db.execute_fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE job=? ORDER BY started_at DESC, run_id DESC"
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE job=? ORDER BY started_at DESC, run_id DESC"
             " LIMIT ?",
             (job, limit),
         )
@@ -428,7 +248,7 @@ class RunHistory:
         """The newest run of ``job`` that exited 0."""
         rows = list(
             await self.db.execute_fetchall(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE job=? AND exit_code=0"
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE job=? AND exit_code=0"
                 " ORDER BY started_at DESC, run_id DESC LIMIT 1",
                 (job,),
             )
@@ -442,4 +262,4 @@ class RunHistory:
                 "SELECT MAX(scheduled_for) FROM runs WHERE job=?", (job,)
             )
         )
-        return _parse(rows[0][0]) if rows else None
+        return parse_iso(rows[0][0]) if rows else None

@@ -11,8 +11,9 @@
 * **Item hashes**: the SHA-256 of each item's content (sorted-key JSON) by item
   key. :class:`ItemChanges` classifies each item as new, changed or unchanged
   and, with ``only="new"`` / ``only="changed"``, drops the others.
-* **Cookie jars**: :class:`CookieKeeper` loads them into the crawl's sessions when
-  the crawl opens and saves them when it closes.
+* **Cookie jars**: :class:`CookieKeeper` (a session hook, see
+  ``Crawler(session_hooks=...)``) loads them into the crawl's sessions when they
+  open and saves them when the crawl has ended.
 
 Validators and hashes change only when a run succeeds (:meth:`JobState.commit`):
 "new" and "changed" are relative to the last successful run, and a failed run
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import orjson
 from aiohttp.abc import AbstractCookieJar
 from itemadapter import ItemAdapter, is_item
 
+from ..downloader.sessions import SessionPool
 from ..errors import ConfigError, DropItem
 from ..loglines import get_logger
 from ..middleware import DONE, EndRequest, Handler
@@ -346,32 +348,20 @@ class ItemChanges:
 
 
 class CookieKeeper:
-    """Keeps a job's cookie jars between runs: an item pipeline used for ``open``/``close``.
+    """Keeps a job's cookie jars between runs: a session hook (``crawler.downloader.sessions``).
 
-    ``sessions()`` returns the crawl's session pool (``crawler.downloader.sessions``),
-    which exists by the time pipelines are opened and until they are closed.
+    Give it to ``Crawler(session_hooks=[...])``: the saved jars are loaded into the
+    crawl's sessions when they open, and saved again once the crawl has ended.
     """
 
-    def __init__(self, state: JobState, sessions: Callable[[], Any]) -> None:
+    def __init__(self, state: JobState) -> None:
         self.state = state
-        self._sessions = sessions
         self.loaded = 0
 
-    async def open(self, spider: Any) -> None:
+    async def sessions_opened(self, pool: SessionPool) -> None:
         """Put the saved cookies into the crawl's jars."""
-        pool = self._sessions()
-        if pool is None:
-            logger.warning("cannot restore cookies: the crawl has no sessions yet")
-            return
         self.loaded += await self.state.restore_cookies(pool)
 
-    async def process_item(self, item: Any, spider: Any) -> Any:
-        """Items pass through untouched."""
-        return item
-
-    async def close(self, spider: Any) -> None:
+    async def sessions_closing(self, pool: SessionPool) -> None:
         """Save the crawl's jars."""
-        pool = self._sessions()
-        if pool is None:
-            return
         await self.state.save_cookies(pool.jars())

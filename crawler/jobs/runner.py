@@ -290,7 +290,7 @@ async def _execute(
             changes = ItemChanges(
                 state, job.only, key_field=job.key_field, hash_field=job.hash_field
             )
-            tell = bool(getattr(spider, "handle_unchanged", False))
+            tell = bool(spider.handle_unchanged)
             conditional = ConditionalRequests(state, tell=tell)
             result = await _crawl(job, prepared, state, probe, changes, conditional, stop, beat)
             _finish(job, record, result, probe, changes, conditional)
@@ -315,21 +315,14 @@ async def _crawl(
     stop: asyncio.Event,
     beat: asyncio.Task[None],
 ) -> CrawlResult:
-    pipelines: list[Any] = [probe, changes, *prepared.exporters]
-    holder: list[Crawler] = []
-    if job.keep_cookies:
-        pipelines.append(CookieKeeper(state, lambda: _sessions(holder)))
-    kwargs: dict[str, Any] = {}
-    if job.incremental:
-        kwargs["conditional"] = conditional
     crawler = Crawler(
         prepared.spider,
         prepared.settings,
-        pipelines=pipelines,
+        pipelines=[probe, changes, *prepared.exporters],
         restart=prepared.restart,
-        **kwargs,
+        conditional=conditional if job.incremental else None,
+        session_hooks=[CookieKeeper(state)] if job.keep_cookies else (),
     )
-    holder.append(crawler)
 
     async def watch() -> None:
         stopper = asyncio.ensure_future(stop.wait())
@@ -346,11 +339,6 @@ async def _crawl(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-
-
-def _sessions(holder: list[Crawler]) -> Any:
-    downloader = holder[0].downloader if holder else None
-    return downloader.sessions if downloader is not None else None
 
 
 def _finish(
