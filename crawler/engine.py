@@ -87,7 +87,7 @@ class Crawler:
         self.spider = spider
         self.settings = settings or Settings.build(("spider settings", spider.settings))
         self.clock = clock or MonotonicClock()
-        self.stats = Stats(self.clock)
+        self.stats = Stats()
         self.policy = PolitenessPolicy(
             per_host=self.settings.CONCURRENCY_PER_HOST,
             delay_s=self.settings.DOWNLOAD_DELAY,

@@ -11,8 +11,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .clock import Clock, MonotonicClock
-
 __all__ = ["Stats"]
 
 # Keys named ``<prefix><host>`` by callers, folded by :meth:`Stats.host_value`.
@@ -22,12 +20,11 @@ _PER_HOST_PREFIXES = ("robots/delay/",)
 class Stats:
     """Named counters (``pages``, ``status/200``, ``failures/timeout`` ...) and timing."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self) -> None:
         self.counters: dict[str, int] = {}
         self.values: dict[str, Any] = {}
-        self._clock = clock or MonotonicClock()  # elapsed time, as the crawl measures it
-        self.started = time.time()  # a calendar time, for started_at only
-        self._start_monotonic = self._clock.now()
+        self.started = time.time()
+        self._start_monotonic = time.monotonic()
         self.finished: float | None = None
         self._baseline_pages = 0
 
@@ -67,12 +64,12 @@ class Stats:
     @property
     def elapsed_s(self) -> float:
         """Seconds since the crawl started (until it finished)."""
-        end = self.finished if self.finished is not None else self._clock.now()
+        end = self.finished if self.finished is not None else time.monotonic()
         return end - self._start_monotonic
 
     def finish(self, reason: str) -> None:
         """Stop the clock and record why the crawl ended."""
-        self.finished = self._clock.now()
+        self.finished = time.monotonic()
         self.values["finish_reason"] = reason
 
     def snapshot(self) -> dict[str, Any]:
