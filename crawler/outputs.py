@@ -9,7 +9,7 @@ of the callback's run, so the worker stops the crawl without acking the request.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -216,7 +216,7 @@ class OutputRouter:
             exc_info=exc.error if first else None,
         )
 
-    async def seed(self, trust_host: Callable[[str], Awaitable[None]]) -> None:
+    async def seed(self, trust_host: Callable[[str], None]) -> None:
         """Push the start requests, if this process seeds the crawl (offsite ones are dropped).
 
         Every start host is trusted (``trust_host``): the crawl may reach them even on
@@ -228,7 +228,7 @@ class OutputRouter:
         if not await frontier.claim_seed():
             logger.info("[%s] resuming: start requests were queued before", spider.name)
             for host in await _saved_start_hosts(frontier, spider):
-                await trust_host(host)
+                trust_host(host)
             return
         batch: list[Request] = []
         hosts: dict[str, None] = {}
@@ -238,7 +238,7 @@ class OutputRouter:
                     raise TypeError(f"start() yielded {type(request).__name__}, not a Request")
                 if request.host not in hosts and len(hosts) < _MAX_START_HOSTS:
                     hosts[request.host] = None
-                    await trust_host(request.host)
+                    trust_host(request.host)
                 batch.append(request)
                 if len(batch) >= 1000:
                     await self.push(batch, parent=None)

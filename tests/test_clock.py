@@ -147,7 +147,7 @@ async def test_redirect_chain_deadline_is_kept_on_the_injected_clock(site: SiteF
     settings = Settings.build(("test", {"RESOLVE": server.resolve_map(), "REQUEST_TIMEOUT": 30}))
     async with Downloader(DownloaderOptions.from_settings(settings), clock) as downloader:
         request = Request(server.url("a.test"))
-        await downloader.trust_start_host(request.host)
+        downloader.trust_start_host(request.host)
         with pytest.raises(RequestTimeout, match="after 1 redirects"):
             await downloader.fetch(request)
     assert server.paths_seen() == ["a.test/"]

@@ -12,7 +12,7 @@ import aiohttp
 
 from ..clock import Clock, MonotonicClock
 from ..errors import BlockedAddress, RequestTimeout, SettingsError, TooManyRedirects
-from ..loglines import get_logger, short_url
+from ..loglines import short_url
 from ..pipeline import load_object
 from ..request import Request
 from ..response import RedirectHop, Response
@@ -31,7 +31,6 @@ __all__ = ["Downloader", "DownloaderOptions", "GuardOptions", "redact", "registe
 
 UNLIMITED_WORKERS = 512
 
-logger = get_logger("crawler.downloader")
 
 # Request.meta keys (Scrapy's name for the first): a per-request body limit.
 MAXSIZE_META = "download_maxsize"
@@ -172,7 +171,7 @@ class Downloader:
                 self.guard.trust_url(url)  # the user's own proxies, from the environment
         return self
 
-    async def trust_start_host(self, host: str) -> None:
+    def trust_start_host(self, host: str) -> None:
         """Let the crawl connect to whatever ``host`` (a start request's) resolves to,
         private or not: crawling your own localhost or intranet needs no setting.
 

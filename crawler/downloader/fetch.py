@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from multidict import CIMultiDict
 
 from ..errors import (
     BadResponse,
@@ -33,6 +32,7 @@ from ..response import Response
 from .decoding import MAX_LAYERS, BodyDecoder
 from .guard import BlockedAddressError
 from .proxies import redact
+from .sessions import split_headers
 
 __all__ = ["BodyLimit", "fetch"]
 
@@ -53,6 +53,7 @@ class BodyLimit:
 _STEPS_PER_TURN = 16
 _MAX_REASON = 300
 _BODILESS = frozenset((204, 304))
+_PROXY_AUTH = frozenset(("proxy-authorization",))
 
 
 async def fetch(
@@ -87,8 +88,9 @@ async def fetch(
     headers = request.headers if headers is None else headers
     if headers:
         if any(name.lower() == "proxy-authorization" for name in headers):
-            headers, proxy_auth = _split_proxy_auth(headers)
-            if proxy and proxy_auth:
+            headers, taken = split_headers(headers, _PROXY_AUTH)
+            proxy_auth = taken.getall("Proxy-Authorization")[-1]
+            if proxy:
                 # for the proxy only: aiohttp would send a plain header to the origin too
                 # (inside an https tunnel, where no proxy reads it)
                 kwargs["proxy_headers"] = {"Proxy-Authorization": proxy_auth}
@@ -220,18 +222,6 @@ async def _read_body(
         resp.close()
         raise
     return b"".join(parts)
-
-
-def _split_proxy_auth(headers: Mapping[str, str]) -> tuple[CIMultiDict[str], str | None]:
-    """``headers`` without Proxy-Authorization, and its (last) value."""
-    kept: CIMultiDict[str] = CIMultiDict()
-    value = None
-    for name, item in headers.items():
-        if name.lower() == "proxy-authorization":
-            value = item
-        else:
-            kept.add(name, item)
-    return kept, value
 
 
 def _is_tls_alert(exc: BaseException) -> bool:

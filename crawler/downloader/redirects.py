@@ -21,15 +21,14 @@ Each hop is a request of its own for aiohttp tracing (``on_request_start`` /
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
-from multidict import CIMultiDict
 from yarl import URL
 
 from ..errors import FetchError, InvalidRequest
 from ..loglines import short_url
 from ..request import Request
-from .sessions import CREDENTIAL_HEADERS
+from .sessions import CREDENTIAL_HEADERS, split_headers
 
 __all__ = ["REDIRECT_STATUSES", "next_hop"]
 
@@ -87,13 +86,6 @@ def next_hop(hop: Request, status: int, location: str | None) -> Request | None:
         ) from None
 
 
-def _without(headers: Mapping[str, str] | None, names: Iterable[str]) -> CIMultiDict[str] | None:
+def _without(headers: Mapping[str, str] | None, names: frozenset[str]) -> Mapping[str, str] | None:
     """``headers`` less every header (every duplicate, any case) named in ``names``."""
-    if not headers:
-        return None
-    drop = frozenset(names)
-    kept: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():  # a multidict yields every duplicate here
-        if name.lower() not in drop:
-            kept.add(name, value)
-    return kept
+    return split_headers(headers, names)[0] if headers else None

@@ -28,6 +28,7 @@ __all__ = [
     "SessionPool",
     "merge_headers",
     "registered_domain",
+    "split_headers",
 ]
 
 _CACHED_CREDENTIALS = 4096  # domains whose merged credential headers are kept
@@ -45,15 +46,22 @@ def merge_headers(*layers: Mapping[str, str] | None) -> CIMultiDictProxy[str]:
     return CIMultiDictProxy(merged)
 
 
+def split_headers(
+    headers: Mapping[str, str], names: frozenset[str]
+) -> tuple[CIMultiDictProxy[str], CIMultiDictProxy[str]]:
+    """``headers`` as (the others, those named in lower-case ``names``), every duplicate kept."""
+    others: CIMultiDict[str] = CIMultiDict()
+    named: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():  # a multidict yields every duplicate here
+        (named if name.lower() in names else others).add(name, value)
+    return CIMultiDictProxy(others), CIMultiDictProxy(named)
+
+
 def split_credentials(
     headers: Mapping[str, str],
 ) -> tuple[CIMultiDictProxy[str], CIMultiDictProxy[str]]:
     """``headers`` as (everything else, the credential headers)."""
-    plain: CIMultiDict[str] = CIMultiDict()
-    secret: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        (secret if name.lower() in CREDENTIAL_HEADERS else plain).add(name, value)
-    return CIMultiDictProxy(plain), CIMultiDictProxy(secret)
+    return split_headers(headers, CREDENTIAL_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)
