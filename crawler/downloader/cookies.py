@@ -15,7 +15,6 @@ and logged at DEBUG with the cookie's name only: values are secrets.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,7 +29,7 @@ from aiohttp.typedefs import LooseCookies
 from yarl import URL
 
 from ..loglines import get_logger
-from .suffixes import is_public_suffix, registered_domain
+from .suffixes import is_ip, is_public_suffix, registered_domain
 
 __all__ = [
     "CookieLimits",
@@ -45,7 +44,6 @@ JAR_KINDS = ("strict", "unsafe", "none")
 
 logger = get_logger("crawler.downloader.cookies")
 
-# sessions.py builds one too (for registered_domain); one shared instance would save ~2 MB.
 _NO_URL = URL()
 # A Max-Age beyond this is "forever" (and would overflow a float deadline).
 _MAX_AGE_CAP_S = 10**10
@@ -69,14 +67,6 @@ def make_cookie_jar(kind: str, limits: CookieLimits | None = None) -> AbstractCo
     if kind == "none":
         return aiohttp.DummyCookieJar()
     return CrawlerCookieJar(unsafe=(kind == "unsafe"), limits=limits)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def _site(domain: str) -> str:
@@ -276,7 +266,7 @@ class CrawlerCookieJar(aiohttp.CookieJar):
             return None
         domain = morsel["domain"].lower().removeprefix(".")
         # aiohttp makes a trailing-dot domain host-only; an IP only ever matches itself.
-        if not domain or domain.endswith(".") or _is_ip(domain):
+        if not domain or domain.endswith(".") or is_ip(domain):
             return morsel
         if not is_public_suffix(domain):
             return morsel
@@ -381,7 +371,7 @@ def seed_cookies(jar: AbstractCookieJar, domain: str, cookies: Mapping[str, str]
     for name, value in cookies.items():
         morsels[name] = value
         morsels[name]["path"] = "/"
-        if not _is_ip(domain):
+        if not is_ip(domain):
             morsels[name]["domain"] = domain
     jar.update_cookies(morsels, URL.build(scheme="http", host=domain))
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from publicsuffixlist import PublicSuffixList
 
-__all__ = ["is_public_suffix", "registered_domain"]
+__all__ = ["is_ip", "is_public_suffix", "registered_domain"]
 
 _PSL = PublicSuffixList()
 
@@ -23,12 +23,18 @@ def registered_domain(host: str) -> str:
     IP addresses, single-label hosts and public suffixes are their own domain.
     """
     host = host.lower().rstrip(".")
+    if is_ip(host):
+        return host
+    return _PSL.privatesuffix(host) or host
+
+
+def is_ip(host: str) -> bool:
+    """True if ``host`` is an IP address (IPv6 with or without brackets)."""
     try:
         ipaddress.ip_address(host.strip("[]"))
-        return host
     except ValueError:
-        pass
-    return _PSL.privatesuffix(host) or host
+        return False
+    return True
 
 
 @lru_cache(maxsize=4096)
