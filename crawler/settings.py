@@ -17,7 +17,52 @@ from typing import Any
 from .errors import SettingsError
 from .setting_values import coerce
 
-__all__ = ["Settings"]
+__all__ = ["SCRAPY_SETTINGS", "Settings"]
+
+# Scrapy's names for what a setting here does: an unknown Scrapy name is answered with ours.
+SCRAPY_SETTINGS: dict[str, str] = {
+    "CONCURRENT_REQUESTS": "CONCURRENCY",
+    "CONCURRENT_REQUESTS_PER_DOMAIN": "CONCURRENCY_PER_HOST",
+    "CONCURRENT_REQUESTS_PER_IP": "CONCURRENCY_PER_HOST",
+    "DOWNLOAD_TIMEOUT": "REQUEST_TIMEOUT",
+    "DOWNLOAD_MAXSIZE": "MAX_RESPONSE_SIZE",
+    "DOWNLOAD_WARNSIZE": "MAX_RESPONSE_SIZE",
+    "CLOSESPIDER_PAGECOUNT": "MAX_PAGES",
+    "CLOSESPIDER_ITEMCOUNT": "MAX_ITEMS",
+    "CLOSESPIDER_TIMEOUT": "MAX_DURATION",
+    "CLOSESPIDER_ERRORCOUNT": "MAX_ERRORS",
+    "RANDOMIZE_DOWNLOAD_DELAY": "DOWNLOAD_DELAY_JITTER",
+    "AUTOTHROTTLE_ENABLED": "AUTOTHROTTLE",
+    "RETRY_ENABLED": "RETRY_TIMES",
+    "REDIRECT_MAX_TIMES": "MAX_REDIRECTS",
+    "REDIRECT_ENABLED": "MAX_REDIRECTS",
+    "DEFAULT_REQUEST_HEADERS": "DEFAULT_HEADERS",
+    "ITEM_PIPELINES": "PIPELINES",
+    "COOKIES_ENABLED": "COOKIE_JAR",
+    "DNSCACHE_ENABLED": "DNS_CACHE",
+    "DNS_TIMEOUT": "REQUEST_TIMEOUT",
+    "JOBDIR": "STATE_DIR",
+    "LOGSTATS_INTERVAL": "PROGRESS_INTERVAL",
+    "HTTPPROXY_ENABLED": "PROXY",
+}
+_SUGGESTIONS = 3  # close matches named in an unknown-setting error, never the whole list
+
+
+def _unknown(name: str, source: str, known: Mapping[str, Any]) -> str:
+    """The one-line error for an unknown setting: Scrapy's equivalent, else a few close names."""
+    upper = name.upper()
+    if upper in known:
+        return f"unknown setting {name!r} in {source}; did you mean {upper}? (names are upper case)"
+    ours = SCRAPY_SETTINGS.get(upper)
+    if ours is not None:
+        return f"unknown setting {name!r} in {source}: that is Scrapy's name; use {ours}"
+    hints = difflib.get_close_matches(upper, known, n=_SUGGESTIONS, cutoff=0.6)
+    if hints:
+        also = f" (also close: {', '.join(hints[1:])})" if hints[1:] else ""
+        return f"unknown setting {name!r} in {source}; did you mean {hints[0]}?{also}"
+    return (
+        f"unknown setting {name!r} in {source}; see the Settings table in README.md for every name"
+    )
 
 
 def _setting(default: Any, doc: str, minimum: float | None = None, choices: tuple[str, ...] = ()):
@@ -88,6 +133,18 @@ class Settings:
         0,
         "Stop after this many responses (0 = unlimited); retries, robots.txt and proxy waits"
         " do not count.",
+        minimum=0,
+    )
+    MAX_ITEMS: int = _setting(
+        0, "Stop gracefully once this many items were scraped (0 = unlimited).", minimum=0
+    )
+    MAX_DURATION: float = _setting(
+        0.0, "Stop gracefully after this many seconds of crawling (0 = unlimited).", minimum=0
+    )
+    MAX_ERRORS: int = _setting(
+        0,
+        "Stop gracefully once this many errors happened: callback errors plus requests that"
+        " finally failed (0 = unlimited).",
         minimum=0,
     )
     USER_AGENT: str = _setting("crawler/0.1", "The User-Agent header sent with every request.")
@@ -196,6 +253,26 @@ class Settings:
         "Downloader middlewares run after the built-ins, before the fetch: objects or"
         " 'module:Name' paths.",
     )
+    HTTPCACHE_ENABLED: bool = _setting(
+        False,
+        "Keep every response in an SQLite cache and answer repeated requests from it"
+        " (`crawl run --cache`): rerunning an edited spider costs no network.",
+    )
+    HTTPCACHE_DIR: str = _setting(
+        ".crawler/httpcache", "Folder of the HTTP cache: one <spider name>.sqlite file per spider."
+    )
+    HTTPCACHE_EXPIRATION_SECS: float = _setting(
+        0.0, "Seconds a cached response stays usable (0 = forever).", minimum=0
+    )
+    HTTPCACHE_POLICY: str = _setting(
+        "always",
+        "always: serve every cached response as is (development); http: honour Cache-Control"
+        " and revalidate stale entries with ETag / Last-Modified.",
+        choices=("always", "http"),
+    )
+    HTTPCACHE_IGNORE_HTTP_CODES: list[int] = _setting(
+        [], "Response statuses never stored in the HTTP cache."
+    )
     PIPELINES: list[Any] = _setting(
         [], "Item pipelines in order: objects or 'module:Name' / 'module.Name' import paths."
     )
@@ -250,12 +327,7 @@ class Settings:
         for name, value in values.items():
             spec = known.get(name)
             if spec is None:
-                hint = difflib.get_close_matches(str(name).upper(), known, n=1)
-                did_you_mean = f"; did you mean {hint[0]}?" if hint else ""
-                raise SettingsError(
-                    f"unknown setting {name!r} in {source}{did_you_mean}"
-                    f" (known: {', '.join(sorted(known))})"
-                )
+                raise SettingsError(_unknown(str(name), source, known))
             changes[name] = coerce(spec, value, source)
         return replace(self, **changes)
 

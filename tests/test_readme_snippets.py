@@ -213,7 +213,13 @@ SETTINGS_GROUPS: dict[str, tuple[str, ...]] = {
         "RETRY_AFTER_MAX",
         "RETRY_NON_IDEMPOTENT",
     ),
-    "Crawl scope": ("DEPTH_LIMIT", "MAX_PAGES"),
+    "Crawl scope and stop conditions": (
+        "DEPTH_LIMIT",
+        "MAX_PAGES",
+        "MAX_ITEMS",
+        "MAX_DURATION",
+        "MAX_ERRORS",
+    ),
     "HTTP: headers, cookies, redirects, limits": (
         "USER_AGENT",
         "DEFAULT_HEADERS",
@@ -259,6 +265,13 @@ SETTINGS_GROUPS: dict[str, tuple[str, ...]] = {
         "FRONTIER_URL",
         "JOB",
         "LEASE_TIMEOUT",
+    ),
+    "HTTP cache (see [The HTTP cache](#the-http-cache))": (
+        "HTTPCACHE_ENABLED",
+        "HTTPCACHE_DIR",
+        "HTTPCACHE_EXPIRATION_SECS",
+        "HTTPCACHE_POLICY",
+        "HTTPCACHE_IGNORE_HTTP_CODES",
     ),
     "Middlewares, pipelines and logging": (
         "DOWNLOADER_MIDDLEWARES",

@@ -68,7 +68,42 @@ def test_unknown_name_without_a_close_match_has_no_suggestion() -> None:
     with pytest.raises(SettingsError) as info:
         build(XYZZY=1)
     assert "did you mean" not in str(info.value)
-    assert "known: " in str(info.value) and "USER_AGENT" in str(info.value)
+    assert "see the Settings table in README.md" in str(info.value)
+    assert "USER_AGENT" not in str(info.value)  # never the whole list
+
+
+@pytest.mark.parametrize(
+    ("scrapy_name", "ours"),
+    [
+        ("CONCURRENT_REQUESTS", "CONCURRENCY"),
+        ("CONCURRENT_REQUESTS_PER_DOMAIN", "CONCURRENCY_PER_HOST"),
+        ("DOWNLOAD_TIMEOUT", "REQUEST_TIMEOUT"),
+        ("DOWNLOAD_MAXSIZE", "MAX_RESPONSE_SIZE"),
+        ("CLOSESPIDER_PAGECOUNT", "MAX_PAGES"),
+        ("CLOSESPIDER_ITEMCOUNT", "MAX_ITEMS"),
+        ("ITEM_PIPELINES", "PIPELINES"),
+        ("autothrottle_enabled", "AUTOTHROTTLE"),
+    ],
+)
+def test_scrapy_setting_names_are_answered_with_ours(scrapy_name: str, ours: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        build(**{scrapy_name: 1})
+    message = str(info.value)
+    assert message.endswith(f"that is Scrapy's name; use {ours}")
+    assert "\n" not in message and len(message) < 200
+
+
+def test_scrapy_names_that_are_ours_too_are_accepted() -> None:
+    settings = build(ROBOTSTXT_OBEY=False, DOWNLOAD_DELAY=0.5, USER_AGENT="x")
+    assert (settings.ROBOTSTXT_OBEY, settings.DOWNLOAD_DELAY) == (False, 0.5)
+
+
+def test_a_typo_lists_at_most_three_close_names() -> None:
+    with pytest.raises(SettingsError) as info:
+        build(PROXYS=1)
+    message = str(info.value)
+    assert "did you mean PROXY? (also close: PROXIES, PROXY_FILE)" in message
+    assert message.count(",") <= 2
 
 
 def test_settings_error_is_a_config_error() -> None:

@@ -87,6 +87,16 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     help="Share the frontier with other processes: redis://host:6379/0 (= FRONTIER_URL).",
 )
 @click.option("--job", default=None, help="Name of the shared crawl in --frontier (= JOB).")
+@click.option(
+    "--cache",
+    "cache_dir",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[DIR]",
+    help="Answer repeated requests from an HTTP cache in DIR (default .crawler/httpcache):"
+    " rerunning an edited spider costs no network (= HTTPCACHE_ENABLED, HTTPCACHE_DIR).",
+)
 def run_command(
     target: str,
     outputs: tuple[str, ...],
@@ -99,8 +109,17 @@ def run_command(
     restart: bool,
     frontier_url: str | None,
     job: str | None,
+    cache_dir: str | None,
 ) -> None:
-    """Run the spider TARGET: a spider name, a module:Class, or a path to a .py file."""
+    """Run the spider TARGET: a spider name, a module:Class, or a path to a .py file.
+
+    \b
+    Examples:
+      crawl run examples/bookstore.py -O books.jsonl
+      crawl run books -a category=poetry -s CONCURRENCY=32 -o books.csv
+      crawl run books --state .crawl/books      # resumable: run again to continue
+      crawl run books --cache                   # develop against cached pages
+    """
     from . import (
         EXIT_CONFIG,
         EXIT_INTERNAL,
@@ -117,6 +136,10 @@ def run_command(
     for name, value in (("STATE_DIR", state_dir), ("FRONTIER_URL", frontier_url), ("JOB", job)):
         if value:
             cli_settings[name] = value
+    if cache_dir is not None:
+        cli_settings["HTTPCACHE_ENABLED"] = "true"
+        if cache_dir:
+            cli_settings["HTTPCACHE_DIR"] = cache_dir
     if restart and not cli_settings.get("STATE_DIR"):
         raise click.UsageError("--restart needs --state DIR")
     spider_args = _pairs(arguments, "-a")

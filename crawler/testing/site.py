@@ -1,4 +1,4 @@
-"""Public helpers for testing spiders: a local site server and a manual clock.
+"""A local site server for tests.
 
 ``SiteServer`` serves pages for many host names from one aiohttp server on
 127.0.0.1; point those names at it with the ``RESOLVE`` setting
@@ -9,18 +9,12 @@ the crawler really did.
 
 from __future__ import annotations
 
-import asyncio
-import heapq
-import itertools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
-from .clock import TimerHandle
-
-__all__ = ["ManualClock", "SeenRequest", "SiteServer"]
+__all__ = ["Page", "SeenRequest", "SiteServer", "html_page"]
 
 Page = str | bytes | Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -109,50 +103,7 @@ class SiteServer:
             self._active[host] -= 1
 
 
-class _ManualTimer:
-    __slots__ = ("cancelled",)
-
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class ManualClock:
-    """A clock that moves only when a test calls :meth:`advance`."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self._now = start
-        self._timers: list[tuple[float, int, _ManualTimer, Callable[[], None]]] = []
-        self._seq = itertools.count()
-
-    def now(self) -> float:
-        """The current manual time."""
-        return self._now
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
-        """Run ``callback`` when :meth:`advance` passes ``when``."""
-        timer = _ManualTimer()
-        heapq.heappush(self._timers, (when, next(self._seq), timer, callback))
-        return timer
-
-    async def advance(self, seconds: float) -> None:
-        """Move time forward, run due callbacks, and let woken tasks run."""
-        self._now += seconds
-        while self._timers and self._timers[0][0] <= self._now:
-            _, _, timer, callback = heapq.heappop(self._timers)
-            if not timer.cancelled:
-                callback()
-        for _ in range(5):
-            await asyncio.sleep(0)
-
-
 def html_page(title: str, links: list[str] = (), body: str = "") -> str:  # type: ignore[assignment]
     """A small HTML page with a title and links (for test sites)."""
     anchors = "".join(f'<a href="{href}">{href}</a>\n' for href in links)
     return f"<html><head><title>{title}</title></head><body>{body}{anchors}</body></html>"
-
-
-__all__ += ["html_page"]
-del Any
