@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,42 +21,17 @@ from .loglines import get_logger
 from .middleware import DownloaderMiddleware, load_middlewares
 from .middlewares import builtin_middlewares, robots_fetcher
 from .pipeline import PipelineChain
+from .result import CrawlResult, ItemCollector
 from .robots import RobotsCache
 from .settings import Settings
 from .spider import Spider
 from .stats import Stats
-from .supervisor import CHECKPOINT_FAILED, FAILURES, OUTPUT_FAILED, Failure, Supervisor
-from .worker import PageBudget, RequestProcessor
+from .supervisor import CHECKPOINT_FAILED, OUTPUT_FAILED, Failure, Supervisor
+from .worker import PageBudget, RequestProcessor, StopConditions
 
 __all__ = ["CrawlResult", "Crawler"]
 
 logger = get_logger("crawler.engine")
-
-
-@dataclass(frozen=True, slots=True)
-class CrawlResult:
-    """How a crawl ended: ``finish_reason``, a stats snapshot and the error that stopped it.
-
-    ``finish_reason`` is ``finished``, ``max_pages``, ``interrupted``, ``cancelled``,
-    ``already_finished``, or a failure: ``output_failed`` (an output cannot write;
-    ``crawl run`` exits 7) or ``checkpoint_failed`` (the crawl state could not be
-    saved; exit 8). After a failure ``error`` is the exception and ``stats["error"]``
-    describes it in one line; the state (``--state``) stays resumable.
-    """
-
-    finish_reason: str
-    stats: dict[str, Any]
-    error: BaseException | None = None
-
-    @property
-    def interrupted(self) -> bool:
-        """True if the crawl was stopped before it finished (by a signal or a failure)."""
-        return self.finish_reason in ("interrupted", "cancelled") or self.failed
-
-    @property
-    def failed(self) -> bool:
-        """True after a failure: ``output_failed``, ``checkpoint_failed``."""
-        return self.finish_reason in FAILURES
 
 
 class Crawler:
@@ -69,6 +43,7 @@ class Crawler:
     (``conditional`` takes the conditional-requests place among the built-ins, see
     crawler/middlewares.py). ``frontier`` defaults to an in-memory one. ``session_hooks``
     see the session pool once it is open and again before it closes (e.g. a job's cookies).
+    ``collect_items=True`` keeps every item that passed the pipelines in ``CrawlResult.items``.
     """
 
     def __init__(
@@ -83,6 +58,7 @@ class Crawler:
         middlewares: Sequence[DownloaderMiddleware] = (),
         conditional: DownloaderMiddleware | None = None,
         session_hooks: Sequence[SessionHook] = (),
+        collect_items: bool = False,
     ) -> None:
         self.spider = spider
         self.settings = settings or Settings.build(("spider settings", spider.settings))
@@ -107,12 +83,15 @@ class Crawler:
             # A persistent or shared frontier: acks become final at checkpoints, after items.
             self._gate = AckGate(self.frontier)
             self.frontier = self._gate
-        self.pipelines = PipelineChain([*self.settings.PIPELINES, *pipelines])
+        self._collected: ItemCollector | None = ItemCollector() if collect_items else None
+        collector = [self._collected] if self._collected is not None else []
+        self.pipelines = PipelineChain([*self.settings.PIPELINES, *pipelines, *collector])
         self.middlewares = tuple(middlewares)
         self.conditional = conditional
         self.session_hooks = tuple(session_hooks)
         self._workers: list[asyncio.Task[None]] = []
         self._budget: PageBudget | None = None
+        self._limits = StopConditions()
         self._supervisor = Supervisor(
             spider.name,
             self._on_failure,
@@ -200,7 +179,7 @@ class Crawler:
                     )
                     self.stats.counters.update(state.previous_counters)
                     self.stats.finish("already_finished")
-                    return CrawlResult("already_finished", self.stats.snapshot())
+                    return self._result("already_finished")
                 self.stats.resume_from(state.previous_counters)
             await self.frontier.open()
             stack.push_async_callback(self.frontier.close)
@@ -242,9 +221,13 @@ class Crawler:
                         self._force_timer.cancel()
                     if cancelled:
                         self.stats.finish(self._finish_reason or "cancelled")
-        failure = supervisor.failure
+        return self._result(self.stats.values["finish_reason"])
+
+    def _result(self, reason: str) -> CrawlResult:
+        failure = self._supervisor.failure
         error = failure.error if failure is not None else None
-        return CrawlResult(self.stats.values["finish_reason"], self.stats.snapshot(), error)
+        items = self._collected.items if self._collected is not None else []
+        return CrawlResult(reason, self.stats.snapshot(), error, items)
 
     def _processor(self, downloader: Downloader) -> RequestProcessor:
         settings, spider = self.settings, self.spider
@@ -330,6 +313,12 @@ class Crawler:
         """The workers and every background loop, in one TaskGroup (see supervisor.py)."""
         settings = self.settings
         self._budget = PageBudget(settings.MAX_PAGES) if settings.MAX_PAGES else None
+        self._limits = StopConditions.from_settings(settings, self.stats)
+        deadline = None
+        if settings.MAX_DURATION:
+            deadline = self.clock.call_at(
+                self.clock.now() + settings.MAX_DURATION, lambda: self._stop_at("max_duration")
+            )
         frontier = self.frontier  # a shared frontier publishes its stats for `crawl status`
         publish = frontier.publish_stats if isinstance(frontier, StatsPublisher) else None
 
@@ -351,6 +340,8 @@ class Crawler:
                     publish_stats=publish_stats if publish is not None else None,
                 )
         finally:
+            if deadline is not None:
+                deadline.cancel()
             self._workers = []
             if publish is not None:
                 try:
@@ -361,6 +352,7 @@ class Crawler:
     async def _work(self, processor: RequestProcessor) -> None:
         frontier = self.frontier
         budget = self._budget
+        limits = self._limits
         while True:
             if budget is not None and not await budget.reserve():
                 return
@@ -383,6 +375,16 @@ class Crawler:
             if budget is not None and budget.settle(kept) and self._finish_reason is None:
                 self._finish_reason = "max_pages"
                 frontier.stop()
+            if limits.active and self._finish_reason is None:
+                reached = limits.reached(self.stats)
+                if reached is not None:
+                    self._stop_at(reached)
+
+    def _stop_at(self, reason: str) -> None:
+        """A stop condition was met: stop gracefully (requests in flight finish)."""
+        if self._finish_reason is None:
+            logger.info("[%s] stopping: %s reached", self.spider.name, reason)
+            self._stop(reason)
 
     async def _report_progress(self) -> None:
         counts = await self.frontier.counts()

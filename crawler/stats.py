@@ -11,10 +11,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Stats"]
+__all__ = ["Stats", "StatsSnapshot"]
 
 # Keys named ``<prefix><host>`` by callers, folded by :meth:`Stats.host_value`.
 _PER_HOST_PREFIXES = ("robots/delay/",)
+
+
+class StatsSnapshot(dict[str, Any]):
+    """A stats snapshot: a plain dict, except that a key never counted reads as 0."""
+
+    def __missing__(self, key: str) -> int:
+        return 0
 
 
 class Stats:
@@ -72,11 +79,11 @@ class Stats:
         self.finished = time.monotonic()
         self.values["finish_reason"] = reason
 
-    def snapshot(self) -> dict[str, Any]:
-        """An immutable-by-copy view: counters, derived rates and values."""
+    def snapshot(self) -> StatsSnapshot:
+        """An immutable-by-copy view: counters, derived rates and values (missing keys: 0)."""
         elapsed = self.elapsed_s
         pages = self.get("pages") - self._baseline_pages
-        data: dict[str, Any] = dict(sorted(self.counters.items()))
+        data = StatsSnapshot(sorted(self.counters.items()))
         data["elapsed_s"] = round(elapsed, 3)
         data["pages_per_s"] = round(pages / elapsed, 2) if elapsed > 0 else 0.0
         data["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started))

@@ -29,7 +29,7 @@ from .settings import Settings
 from .spider import Spider
 from .stats import Stats
 
-__all__ = ["PageBudget", "RequestProcessor"]
+__all__ = ["PageBudget", "RequestProcessor", "StopConditions"]
 
 logger = get_logger("crawler.worker")
 
@@ -88,6 +88,38 @@ class PageBudget:
         """The frontier is exhausted or stopped: every waiting and later reserve() is False."""
         self._closed = True
         self._changed.set()
+
+
+class StopConditions:
+    """MAX_ITEMS and MAX_ERRORS, counted from this run's start (a resumed crawl's earlier
+    items and errors do not count). Errors are callback errors plus requests that finally
+    failed. MAX_DURATION is a timer on the crawl's clock (see the engine)."""
+
+    __slots__ = ("active", "errors_from", "items_from", "max_errors", "max_items")
+
+    def __init__(self, max_items: int = 0, max_errors: int = 0, stats: Stats | None = None) -> None:
+        self.max_items = max_items
+        self.max_errors = max_errors
+        self.active = bool(max_items or max_errors)
+        self.items_from = stats.get("items") if stats is not None else 0
+        self.errors_from = _errors(stats) if stats is not None else 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, stats: Stats) -> StopConditions:
+        """The conditions the settings ask for, counted from ``stats`` as they are now."""
+        return cls(settings.MAX_ITEMS, settings.MAX_ERRORS, stats)
+
+    def reached(self, stats: Stats) -> str | None:
+        """The finish reason of the first condition met (``max_items``, ``max_errors``)."""
+        if self.max_items and stats.get("items") - self.items_from >= self.max_items:
+            return "max_items"
+        if self.max_errors and _errors(stats) - self.errors_from >= self.max_errors:
+            return "max_errors"
+        return None
+
+
+def _errors(stats: Stats) -> int:
+    return stats.get("callback_errors") + stats.failures()
 
 
 class RequestProcessor:

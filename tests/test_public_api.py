@@ -63,7 +63,7 @@ SIGNATURES: dict[str, tuple[Callable[..., Any], str]] = {
         "clock: 'Clock | None' = None, restart: 'bool' = False, "
         "middlewares: 'Sequence[DownloaderMiddleware]' = (), "
         "conditional: 'DownloaderMiddleware | None' = None, "
-        "session_hooks: 'Sequence[SessionHook]' = ()) -> 'None'",
+        "session_hooks: 'Sequence[SessionHook]' = (), collect_items: 'bool' = False) -> 'None'",
     ),
     "Crawler.run": (crawler.Crawler.run, "(self) -> 'CrawlResult'"),
     "Spider": (crawler.Spider, "(**kwargs: 'Any') -> 'None'"),
@@ -100,7 +100,7 @@ SIGNATURES: dict[str, tuple[Callable[..., Any], str]] = {
     "CrawlResult": (
         crawler.CrawlResult,
         "(finish_reason: 'str', stats: 'dict[str, Any]', "
-        "error: 'BaseException | None' = None) -> None",
+        "error: 'BaseException | None' = None, items: 'list[Any]' = <factory>) -> None",
     ),
     "FetchError": (crawler.FetchError, "(message: 'str', url: 'str' = '') -> 'None'"),
     "HttpError": (

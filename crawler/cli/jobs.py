@@ -151,13 +151,25 @@ def _table(rows: list[list[str]]) -> None:
 
 @click.group("jobs")
 def jobs_group() -> None:
-    """Declared crawl jobs: list them, run one now, show its run history."""
+    """Declared crawl jobs: list them, run one now, show its run history.
+
+    \b
+    Examples:
+      crawl jobs list
+      crawl jobs run nightly-books
+      crawl jobs history nightly-books -n 5
+    """
 
 
 @jobs_group.command("list")
 @_options
 def list_jobs(jobs_file: str | None, state_dir: str | None) -> None:
-    """Each job with its schedule, next run time and last result."""
+    """Each job with its schedule, next run time and last result.
+
+    \b
+    Example:
+      crawl jobs list --jobs-file jobs.toml
+    """
     context = _load(jobs_file, state_dir)
     rows = asyncio.run(_list_rows(context))
     _table([["JOB", "SPIDER", "SCHEDULE", "NEXT RUN", "LAST RUN"], *rows])
@@ -188,7 +200,12 @@ async def _list_rows(context: _Context) -> list[list[str]]:
 @_options
 @click.option("-L", "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR.")
 def run_one(name: str, jobs_file: str | None, state_dir: str | None, log_level: str) -> None:
-    """Run job NAME now (what a cron entry or systemd timer calls)."""
+    """Run job NAME now (what a cron entry or systemd timer calls).
+
+    \b
+    Example:
+      crawl jobs run nightly-books      # exit 0 ok, 4 check failed, 6 already running
+    """
     setup_logging(log_level)
     context = _load(jobs_file, state_dir)
     job = _job(context, name)
@@ -236,7 +253,12 @@ def _summary(run: RunRecord) -> str:
 def history_command(
     name: str, jobs_file: str | None, state_dir: str | None, limit: int, as_json: bool
 ) -> None:
-    """The run history of job NAME."""
+    """The run history of job NAME.
+
+    \b
+    Example:
+      crawl jobs history nightly-books -n 5 --json
+    """
     context = _load(jobs_file, state_dir)
     _job(context, name)
     runs = asyncio.run(_runs(context.paths, name, limit))
@@ -279,7 +301,13 @@ async def _runs(paths: JobPaths, name: str, limit: int) -> list[RunRecord]:
 def scheduler_command(
     names: tuple[str, ...], jobs_file: str | None, state_dir: str | None, log_level: str
 ) -> None:
-    """Run jobs when they are due until SIGTERM (only NAMES if given)."""
+    """Run jobs when they are due until SIGTERM (only NAMES if given).
+
+    \b
+    Examples:
+      crawl scheduler                     # every job in [tool.crawler.jobs]
+      crawl scheduler nightly-books -L DEBUG
+    """
     setup_logging(log_level)
     context = _load(jobs_file, state_dir)
     jobs = [_job(context, name) for name in names] if names else list(context.jobs.values())

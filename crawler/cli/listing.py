@@ -15,7 +15,12 @@ __all__ = ["list_command"]
 
 @click.command("list")
 def list_command() -> None:
-    """List spider names and where they come from."""
+    """List spider names and where they come from.
+
+    \b
+    Example:
+      crawl list      # built-in spiders and those in [tool.crawler] spider_modules
+    """
     from . import EXIT_CONFIG, EXIT_SPIDER
 
     try:

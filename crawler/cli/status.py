@@ -33,7 +33,12 @@ __all__ = ["status_command"]
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
 def status_command(frontier_url: str, job: str, sample: float, as_json: bool) -> None:
-    """Show a shared crawl's progress: queued, in flight, done, failed, workers, pages/s."""
+    """Show a shared crawl's progress: queued, in flight, done, failed, workers, pages/s.
+
+    \b
+    Example:
+      crawl status --frontier redis://127.0.0.1:6379/0 --job books --json
+    """
     from . import EXIT_CONFIG
 
     try:
