@@ -127,8 +127,14 @@ async def test_pyproject_settings_are_checked(tmp_path):
     [
         ("nosuch", {}, "no spider named 'nosuch'"),
         ("missing.py", {}, "does not exist"),
-        ("broken.py", {"broken.py": "def oops(:\n"}, "SyntaxError"),
-        ("imports.py", {"imports.py": "import not_a_module_xyz\n"}, "not_a_module_xyz"),
+        ("broken.py", {"broken.py": "x = 1\ndef oops(:\n"}, "broken.py:2: SyntaxError"),
+        ("broken.py", {"broken.py": "x = 1\ndef oops(:\n"}, "in: def oops(:"),
+        (
+            "imports.py",
+            {"imports.py": "x = 1\nimport not_a_module_xyz\n"},
+            "imports.py:2: ModuleNotFoundError: No module named 'not_a_module_xyz'",
+        ),
+        ("raises.py", {"raises.py": "\n\nx = 1 / 0\n"}, "raises.py:3: ZeroDivisionError"),
         ("empty.py", {"empty.py": "x = 1\n"}, "defines no Spider"),
         ("nomod:Spider", {}, "nomod"),
     ],
@@ -149,8 +155,11 @@ async def test_spider_by_name_from_spider_modules_and_list(site, tmp_path):
     (tmp_path / "pyproject.toml").write_text('[tool.crawler]\nspider_modules = ["spiders/"]\n')
     code, out, err = await crawl("list", cwd=tmp_path)
     assert code == 0, err
-    names = {line.split("\t")[0] for line in out.splitlines()}
-    assert {"pages", "links"} <= names
+    rows = {line.split("\t")[0]: line.split("\t")[1:] for line in out.splitlines()}
+    assert {"pages", "links"} <= set(rows)
+    # the class name, the file (relative to the project) and where it comes from
+    assert rows["pages"] == ["Pages", "spiders/mine.py", "project"]
+    assert rows["links"][0] == "LinkSpider" and rows["links"][2] == "built-in"
     code, out, err = await crawl(
         "run",
         "pages",

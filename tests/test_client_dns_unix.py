@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -93,11 +94,13 @@ async def test_dns_cache_settings_reach_the_connector(site: Any, cache: bool, tt
 
 async def test_dns_nameservers_use_a_real_dns_server(site: Any) -> None:
     require_module("aiodns", install="pip install aiodns")
-    server = await site({"shop.test": {"/": "<p>shop</p>"}, "mapped.test": {"/": "<p>map</p>"}})
+    # Names no hosts file holds: c-ares reads /etc/hosts before asking the nameserver.
+    shop, mapped = unique_name("shop"), unique_name("mapped")
+    server = await site({shop: {"/": "<p>shop</p>"}, mapped: {"/": "<p>map</p>"}})
     with dns_server() as dns:
-        spider = Pages([server.url("shop.test"), server.url("mapped.test")])
+        spider = Pages([server.url(shop), server.url(mapped)])
         crawler, _ = make_crawler(
-            spider, DNS_NAMESERVERS=[dns.nameserver], RESOLVE={"mapped.test": "127.0.0.1"}
+            spider, DNS_NAMESERVERS=[dns.nameserver], RESOLVE={mapped: "127.0.0.1"}
         )
         spider.crawler = crawler
         async with asyncio.timeout(HANG_GUARD_S):
@@ -105,9 +108,9 @@ async def test_dns_nameservers_use_a_real_dns_server(site: Any) -> None:
         queries = dns.queries
     assert spider.failures == []
     assert sorted(r.text for r in spider.responses) == ["<p>map</p>", "<p>shop</p>"]
-    assert ("shop.test", "A") in queries  # asked the DNS server...
-    assert all(name != "mapped.test" for name, _ in queries)  # ...but RESOLVE came first
-    assert sorted(server.paths_seen()) == ["mapped.test/", "shop.test/"]
+    assert (shop, "A") in queries  # asked the DNS server...
+    assert all(name != mapped for name, _ in queries)  # ...but RESOLVE came first
+    assert sorted(server.paths_seen()) == sorted([f"{mapped}/", f"{shop}/"])
     assert result.stats["pages"] == 2
     # The resolvers built for the crawl are closed with the connector.
     connector: Any = spider.connector
@@ -123,11 +126,17 @@ async def test_dns_nameservers_use_a_real_dns_server(site: Any) -> None:
 async def test_dns_nameservers_answer_nxdomain_is_a_network_failure(site: Any) -> None:
     require_module("aiodns", install="pip install aiodns")
     with dns_server() as dns:
-        spider = Pages(["http://nowhere.example:9/"])
+        nowhere = unique_name("nowhere")
+        spider = Pages([f"http://{nowhere}:9/"])
         run = await crawl(spider, DNS_NAMESERVERS=[dns.nameserver])
     assert run.stats["failures/network"] == 1
     [failure] = spider.failures
-    assert "nowhere.example" in str(failure)
+    assert nowhere in str(failure)
+
+
+def unique_name(label: str) -> str:
+    """A host name under .test that no machine's hosts file can hold."""
+    return f"{label}-{uuid.uuid4().hex[:12]}.test"
 
 
 def test_dns_nameservers_are_checked() -> None:

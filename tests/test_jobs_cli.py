@@ -95,8 +95,13 @@ async def test_run_list_and_history(tmp_path):
     code, table, err = await jobs("history", "shop", cwd=tmp_path)
     assert code == 0, err
     lines = table.splitlines()
-    assert lines[0].split()[:3] == ["RUN", "TRIGGER", "STARTED"] and len(lines) == 2
+    assert lines[0].split()[:4] == ["JOB", "RUN", "TRIGGER", "STARTED"] and len(lines) == 2
     assert " manual " in lines[1] and " finished " in lines[1]
+    started = lines[1].split()[3:6]  # date, time and the time zone's name
+    assert len(started[0]) == 10 and len(started[1]) == 8 and started[2].isalpha(), lines[1]
+    code, every_job, err = await jobs("history", cwd=tmp_path)  # no name: every job
+    assert code == 0, err
+    assert every_job.splitlines()[1].startswith("shop "), every_job
     code, as_json, err = await jobs("history", "shop", "--json", cwd=tmp_path)
     run = json.loads(as_json)
     assert run["exit_code"] == 0 and run["stats"]["pages"] == 4 and run["items"] == 3

@@ -130,7 +130,7 @@ def _signals(stop: asyncio.Event) -> Iterator[None]:
 def _when(moment: datetime | None) -> str:
     if moment is None:
         return "-"
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _result(run: RunRecord | None) -> str:
@@ -246,35 +246,57 @@ def _summary(run: RunRecord) -> str:
 
 
 @jobs_group.command("history")
-@click.argument("name")
+@click.argument("name", required=False)
 @_options
 @click.option("-n", "--limit", default=20, show_default=True, help="How many runs, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run (with stats).")
 def history_command(
-    name: str, jobs_file: str | None, state_dir: str | None, limit: int, as_json: bool
+    name: str | None, jobs_file: str | None, state_dir: str | None, limit: int, as_json: bool
 ) -> None:
-    """The run history of job NAME.
+    """The run history of job NAME (of every job without NAME), newest first.
+
+    Times are shown in the local time zone, named.
 
     \b
-    Example:
+    Examples:
+      crawl jobs history                   # every job's runs
       crawl jobs history nightly-books -n 5 --json
     """
     context = _load(jobs_file, state_dir)
-    _job(context, name)
-    runs = asyncio.run(_runs(context.paths, name, limit))
+    if name is not None:
+        _job(context, name)
+        names = [name]
+    else:
+        names = sorted(context.jobs)
+    runs = asyncio.run(_all_runs(context.paths, names, limit))
     if as_json:
         for run in runs:
             click.echo(orjson.dumps(run.to_dict(), default=str).decode())
         return
     if not runs:
-        click.echo(f"job {name} has not run yet", err=True)
+        which = f"job {name} has" if name is not None else "no job has"
+        click.echo(f"{which} not run yet", err=True)
         return
-    rows = [["RUN", "TRIGGER", "STARTED", "SECONDS", "EXIT", "REASON", "PAGES", "ITEMS", "FAILED"]]
+    rows = [
+        [
+            "JOB",
+            "RUN",
+            "TRIGGER",
+            "STARTED",
+            "SECONDS",
+            "EXIT",
+            "REASON",
+            "PAGES",
+            "ITEMS",
+            "FAILED",
+        ]
+    ]
     for run in runs:
         seconds = f"{(run.ended_at - run.started_at).total_seconds():.1f}" if run.ended_at else "-"
         failed = ",".join(c["check"] for c in run.checks if not c["ok"])
         rows.append(
             [
+                run.job,
                 run.run_id,
                 run.trigger,
                 _when(run.started_at),
@@ -289,9 +311,14 @@ def history_command(
     _table(rows)
 
 
-async def _runs(paths: JobPaths, name: str, limit: int) -> list[RunRecord]:
+async def _all_runs(paths: JobPaths, names: list[str], limit: int) -> list[RunRecord]:
+    """The newest ``limit`` runs of the jobs ``names``, newest first."""
+    runs: list[RunRecord] = []
     async with RunHistory(paths.history) as history:
-        return await history.runs(name, limit)
+        for name in names:
+            runs += await history.runs(name, limit)
+    runs.sort(key=lambda run: run.started_at, reverse=True)
+    return runs[:limit]
 
 
 @click.command("scheduler")

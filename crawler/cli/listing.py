@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -15,7 +16,7 @@ __all__ = ["list_command"]
 
 @click.command("list")
 def list_command() -> None:
-    """List spider names and where they come from.
+    """List spider names, their classes and the files they come from.
 
     \b
     Example:
@@ -30,5 +31,16 @@ def list_command() -> None:
         click.echo(f"error: {exc}", err=True)
         code = EXIT_SPIDER if type(exc).__name__ == "SpiderLoadError" else EXIT_CONFIG
         sys.exit(code)
+    cwd = Path.cwd()
     for ref in sorted(refs, key=lambda r: r.name):
-        click.echo(f"{ref.name}\t{ref.cls.__module__}.{ref.cls.__qualname__}\t{ref.origin}")
+        where = _shown_path(ref.path, cwd)
+        kind = "built-in" if ref.origin.startswith("built-in") else "project"
+        click.echo(f"{ref.name}\t{ref.cls.__qualname__}\t{where}\t{kind}")
+
+
+def _shown_path(path: str, cwd: Path) -> str:
+    """A path relative to the working folder when it is inside it (the user's own files)."""
+    try:
+        return str(Path(path).resolve().relative_to(cwd.resolve()))
+    except ValueError:
+        return path

@@ -33,7 +33,8 @@ class SpiderRef:
 
     name: str
     cls: type[Spider]
-    origin: str
+    origin: str  # "built-in (path)" or "<spider_modules entry> (path)"
+    path: str = ""  # the file the class is defined in
 
 
 def _append_path(folder: Path) -> None:
@@ -42,8 +43,23 @@ def _append_path(folder: Path) -> None:
         sys.path.append(text)
 
 
-def _import_error(what: str, exc: BaseException) -> SpiderLoadError:
+def _import_error(what: str, exc: BaseException, path: Path | None = None) -> SpiderLoadError:
+    """One line naming the file and line at fault: ``file.py:3: SyntaxError: ... in: <code>``."""
     last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        where = f"{exc.filename or what}:{exc.lineno}"
+        code = (exc.text or "").strip()
+        shown = f" in: {code[:120]}" if code else ""
+        return SpiderLoadError(f"cannot import {where}: {type(exc).__name__}: {exc.msg}{shown}")
+    frames = traceback.extract_tb(exc.__traceback__)
+    if path is not None:
+        # The innermost line of the user's own file (not importlib's or a library's).
+        own = [f for f in frames if Path(f.filename) == path]
+        if own:
+            frame = own[-1]
+            code = (frame.line or "").strip()
+            shown = f" in: {code[:120]}" if code else ""
+            return SpiderLoadError(f"cannot import {path}:{frame.lineno}: {last}{shown}")
     return SpiderLoadError(f"cannot import {what}: {last}")
 
 
@@ -64,7 +80,7 @@ def import_file(path: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
-        raise _import_error(str(path), exc) from exc
+        raise _import_error(str(path), exc, path) from exc
     return module
 
 
@@ -135,7 +151,7 @@ def discover_spiders(
             for cls in spiders_in(module):
                 if cls.name:
                     where = getattr(module, "__file__", None) or module.__name__
-                    refs.append(SpiderRef(cls.name, cls, f"{origin} ({where})"))
+                    refs.append(SpiderRef(cls.name, cls, f"{origin} ({where})", where))
     return refs
 
 
