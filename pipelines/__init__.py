@@ -18,6 +18,7 @@ SQLite gets exactly once from its keyed upsert.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from crawler import ConfigError, ItemPipeline
 
@@ -45,14 +46,34 @@ _BY_EXTENSION: dict[str, type[JsonLinesExporter | CsvExporter | JsonArrayExporte
 _SQLITE_EXTENSIONS = (".db", ".sqlite", ".sqlite3")
 
 
+def check_output_path(text: str) -> None:
+    """Raise ConfigError naming ``text`` if an output file cannot be created there."""
+    target = Path(text)
+    if target.is_dir():
+        raise ConfigError(
+            f"output {text!r} is a folder; give a file name such as {text}/items.jsonl"
+        )
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # missing folders are created when the output opens
+    if not folder.is_dir():
+        raise ConfigError(
+            f"output {text!r}: {str(folder)!r} is a file, not a folder; choose another path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"output {text!r}: folder {str(folder)!r} is not writable")
+
+
 def exporter_for(path: str | os.PathLike[str], overwrite: bool = False) -> ItemPipeline:
     """The exporter for ``path`` by its extension (``"-"`` is JSON Lines on stdout).
 
-    Raises ConfigError for an extension no exporter handles.
+    Raises ConfigError for an extension no exporter handles, or a path that cannot be
+    written (its folder is a file or not writable; the path is a folder), before any crawl.
     """
     text = os.fspath(path)
     if text == "-":
         return JsonLinesExporter(text, overwrite=overwrite)
+    check_output_path(text)
     extension = os.path.splitext(text)[1].lower()
     if extension in _SQLITE_EXTENSIONS:
         return SqliteExporter(text, overwrite=overwrite)

@@ -105,13 +105,22 @@ async def test_output_append_and_overwrite(site, tmp_path):
         (["-s", "CONCURRENCY_PER_HOST=0"], "must be >= 1"),
         (["-s", "NOEQUALS"], "NAME=VALUE"),
         (["-o", "items.txt"], ".txt"),
+        (["-s", "CONCURRENT_REQUESTS=3"], "that is Scrapy's name; use CONCURRENCY"),
+        (
+            ["-O", "pages.py/x.jsonl"],
+            "output 'pages.py/x.jsonl': 'pages.py' is a file, not a folder",
+        ),
+        (["-o", "out"], "output 'out' is a folder"),
     ],
 )
 async def test_config_errors_exit_2(tmp_path, args, message):
+    (tmp_path / "out").mkdir()
     (tmp_path / "pages.py").write_text(SPIDER)
     code, _, err = await crawl("run", "pages.py", *args, cwd=tmp_path)
     assert code == 2
     assert message in err
+    assert message in err.strip().splitlines()[-1] and "Traceback" not in err
+    assert "crawl started" not in err
 
 
 async def test_pyproject_settings_are_checked(tmp_path):
