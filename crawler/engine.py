@@ -9,18 +9,23 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+from .assembly import CrawlParts, build_processor
 from .checkpoint import AckGate, CrawlState, checkpoint, open_outputs
 from .clock import Clock, MonotonicClock, TimerHandle
 from .downloader import UNLIMITED_WORKERS, Downloader, DownloaderOptions
-from .downloader.rotation import ProxyPool, load_proxy_list
+from .downloader.rotation import ProxyPool
 from .downloader.sessions import SessionHook
 from .errors import ConfigError, OutputError
-from .frontier.base import Frontier, PolitenessPolicy, Resettable, StatsPublisher
+from .frontier.base import DelayRefunds, Frontier, PolitenessPolicy, Resettable, StatsPublisher
 from .frontier.factory import make_frontier
+from .hostboard import HostBoard
+from .httpcache import HttpCache
 from .loglines import get_logger
-from .middleware import DownloaderMiddleware, load_middlewares
-from .middlewares import builtin_middlewares, robots_fetcher
+from .middleware import DownloaderMiddleware
+from .middlewares import robots_fetcher
 from .pipeline import PipelineChain
+from .porting import log_porting_hints
+from .progress import LogProgress, Progress, ProgressView
 from .result import CrawlResult, ItemCollector
 from .robots import RobotsCache
 from .settings import Settings
@@ -44,6 +49,8 @@ class Crawler:
     crawler/middlewares.py). ``frontier`` defaults to an in-memory one. ``session_hooks``
     see the session pool once it is open and again before it closes (e.g. a job's cookies).
     ``collect_items=True`` keeps every item that passed the pipelines in ``CrawlResult.items``.
+    ``http_cache`` (an :class:`~crawler.httpcache.HttpCache`) overrides the HTTPCACHE_*
+    settings; the crawl opens and closes it.
     """
 
     def __init__(
@@ -59,11 +66,15 @@ class Crawler:
         conditional: DownloaderMiddleware | None = None,
         session_hooks: Sequence[SessionHook] = (),
         collect_items: bool = False,
+        http_cache: HttpCache | None = None,
+        progress: ProgressView | None = None,
     ) -> None:
         self.spider = spider
         self.settings = settings or Settings.build(("spider settings", spider.settings))
         self.clock = clock or MonotonicClock()
         self.stats = Stats()
+        self.hosts = HostBoard(self.clock)
+        self.progress: ProgressView = progress or LogProgress(self.settings.PROGRESS_INTERVAL)
         self.policy = PolitenessPolicy(
             per_host=self.settings.CONCURRENCY_PER_HOST,
             delay_s=self.settings.DOWNLOAD_DELAY,
@@ -73,6 +84,12 @@ class Crawler:
         self.frontier: Frontier = frontier or make_frontier(
             self.settings, spider, self.policy, self.clock
         )
+        # Cache hits give their host's delay back; no ack passes there, so not via the gate.
+        self._refunds = self.frontier if isinstance(self.frontier, DelayRefunds) else None
+        if http_cache is None and self.settings.HTTPCACHE_ENABLED:
+            # Entries outlive the process: calendar time, unless a test injects its clock.
+            http_cache = HttpCache.from_settings(self.settings, spider.name, clock=clock)
+        self.http_cache = http_cache
         self.state: CrawlState | None = None
         self._gate: AckGate | None = None
         if self.settings.STATE_DIR:
@@ -96,25 +113,14 @@ class Crawler:
             spider.name,
             self._on_failure,
             self.settings.CHECKPOINT_INTERVAL,
-            self.settings.PROGRESS_INTERVAL,
+            self.progress.interval_s,
             self.clock,
         )
         self._finish_reason: str | None = None
         self._force_timer: TimerHandle | None = None
         self.downloader: Downloader | None = None
         self.robots: RobotsCache | None = None
-        proxy_urls = load_proxy_list(self.settings.PROXIES, self.settings.PROXY_FILE)
-        self.proxies = (
-            ProxyPool(
-                proxy_urls,
-                self.clock,
-                strategy=self.settings.PROXY_ROTATION,
-                cooldown_s=self.settings.PROXY_BAN_COOLDOWN,
-                max_bans=self.settings.PROXY_MAX_BANS,
-            )
-            if proxy_urls
-            else None
-        )
+        self.proxies = ProxyPool.from_settings(self.settings, self.clock)
 
     def request_stop(self, reason: str = "interrupted", force: bool = False) -> None:
         """Stop taking new requests; in-flight ones get ``SHUTDOWN_TIMEOUT`` seconds.
@@ -185,6 +191,8 @@ class Crawler:
             stack.push_async_callback(self.frontier.close)
             if state is not None and state.restart and isinstance(self.frontier, Resettable):
                 await self.frontier.reset()
+            if self.http_cache is not None:
+                await stack.enter_async_context(self.http_cache)
             downloader = await stack.enter_async_context(Downloader(options, self.clock))
             self.downloader = downloader
             spider.use_cookie_lookup(downloader.sessions.cookies_for)
@@ -206,6 +214,7 @@ class Crawler:
                 logger.error("[%s] could not save the crawl state", spider.name, exc_info=True)
                 supervisor.fail(CHECKPOINT_FAILED, exc)
             if supervisor.failure is None:
+                log_porting_hints(spider)  # once: Scrapy-only names and what to write
                 await spider.open()
                 processor = self._processor(downloader)
                 logger.info("[%s] crawl started", spider.name)
@@ -230,41 +239,32 @@ class Crawler:
         return CrawlResult(reason, self.stats.snapshot(), error, items)
 
     def _processor(self, downloader: Downloader) -> RequestProcessor:
-        settings, spider = self.settings, self.spider
+        settings = self.settings
         if settings.ROBOTSTXT_OBEY:
-            self.robots = RobotsCache(
-                robots_fetcher(downloader, self.proxies),
-                settings.USER_AGENT,
+            self.robots = RobotsCache.from_settings(
+                settings,
+                robots_fetcher(downloader, self.proxies, self.http_cache, self.stats),
                 self.clock,
-                retry_s=settings.ROBOTSTXT_RETRY_S,
-                max_failures=settings.ROBOTSTXT_MAX_FAILURES,
-                max_delay_s=settings.ROBOTSTXT_MAX_DELAY,
+                self.hosts,
             )
-        middlewares = builtin_middlewares(
+        parts = CrawlParts(
             settings,
-            spider,
+            self.spider,
             self.frontier,
             self.stats,
-            downloader,
-            policy=self.policy,
-            robots=self.robots,
-            proxies=self.proxies,
-            conditional=self.conditional,
-            clock=self.clock,
-        )
-        middlewares += load_middlewares(settings.DOWNLOADER_MIDDLEWARES, "DOWNLOADER_MIDDLEWARES")
-        middlewares += load_middlewares(spider.middlewares, "spider middlewares")
-        return RequestProcessor(
-            spider,
-            self.frontier,
             downloader,
             self.pipelines,
-            self.stats,
-            settings.DEPTH_LIMIT,
-            [*middlewares, *self.middlewares],
-            max_links=settings.MAX_LINKS_PER_RESPONSE,
+            self.policy,
+            self.clock,
+            self.hosts,
+            robots=self.robots,
+            proxies=self.proxies,
+            http_cache=self.http_cache,
+            refunds=self._refunds,
+            conditional=self.conditional,
             barrier=self._gate.items if self._gate is not None else None,
         )
+        return build_processor(parts, self.middlewares)
 
     async def _finish(self) -> None:
         """The end of every run: the last checkpoint (items, then acks), then close the outputs.
@@ -299,7 +299,10 @@ class Crawler:
                 for key, value in self.downloader.timings.summary().items():
                     self.stats.set_value(key, value)
             self.stats.finish(reason)
-            logger.info("[%s] crawl %s", spider.name, reason)
+            if reason == "finished":
+                logger.info("[%s] crawl finished", spider.name)
+            else:
+                logger.info("[%s] crawl stopped: %s", spider.name, reason)
 
     async def _checkpoint(self, status: str = "running") -> None:
         gate = self._gate
@@ -340,6 +343,7 @@ class Crawler:
                     publish_stats=publish_stats if publish is not None else None,
                 )
         finally:
+            self.progress.close()
             if deadline is not None:
                 deadline.cancel()
             self._workers = []
@@ -388,5 +392,5 @@ class Crawler:
 
     async def _report_progress(self) -> None:
         counts = await self.frontier.counts()
-        line = self.stats.progress_line(counts.queued, counts.in_flight)
-        logger.info("[%s] %s", self.spider.name, line)
+        snapshot = Progress.of(self.spider.name, self.stats, counts, self.clock, self.hosts)
+        self.progress.show(snapshot)

@@ -5,6 +5,7 @@ Outermost first (each sees the request before the next one, the response after i
     RobotsTxt       robots.txt: disallowed pages are done, an unreachable file holds the host
     StatusFilter    a status the spider does not handle is a failure (``failures/http_<n>``)
     Redirects       a redirect to an offsite host, or to a page already seen, is done
+    HttpCache       HTTPCACHE_* / --cache: answers from the cache (crawler/httpcache: why here)
     Retries         transient errors and RETRY_HTTP_CODES go back to the frontier
     (conditional)   a job's conditional requests (``crawler.jobs.ConditionalRequests``)
     AutoThrottled   the host's delay follows its latency (AUTOTHROTTLE)
@@ -12,8 +13,9 @@ Outermost first (each sees the request before the next one, the response after i
     …the user's middlewares (spider ``middlewares``, DOWNLOADER_MIDDLEWARES)…
     fetch
 
-Only the enabled ones are in the chain (robots.txt with ROBOTSTXT_OBEY, the
-throttle with AUTOTHROTTLE, proxies with PROXIES/PROXY_FILE).
+Only the enabled ones are in the chain (robots.txt with ROBOTSTXT_OBEY, the cache
+with HTTPCACHE_ENABLED or ``Crawler(http_cache=...)``, the throttle with AUTOTHROTTLE,
+proxies with PROXIES/PROXY_FILE).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from .downloader import Downloader, redact, registered_domain
 from .downloader.rotation import BanRules, ProxyPool
 from .errors import FetchError, HttpError, NetworkError, ProxyError
 from .fingerprint import url_fingerprint
-from .frontier.base import Frontier, PolitenessPolicy
+from .frontier.base import DelayRefunds, Frontier, PolitenessPolicy
+from .httpcache import HttpCache, HttpCacheMiddleware, cached_fetcher
 from .loglines import get_logger
 from .middleware import (
     DONE,
@@ -308,8 +311,14 @@ def builtin_middlewares(
     proxies: ProxyPool | None = None,
     conditional: DownloaderMiddleware | None = None,
     clock: Clock | None = None,
+    http_cache: HttpCache | None = None,
+    refunds: DelayRefunds | None = None,
 ) -> list[DownloaderMiddleware]:
-    """The built-ins the settings enable, outermost first (see the module docstring)."""
+    """The built-ins the settings enable, outermost first (see the module docstring).
+
+    ``refunds``: the frontier a cache hit gives its host's delay back to.
+    """
+    clock = clock or MonotonicClock()
     throttle = None
     if settings.AUTOTHROTTLE:
         throttle = AutoThrottle(
@@ -317,16 +326,15 @@ def builtin_middlewares(
             max_delay_s=settings.AUTOTHROTTLE_MAX_DELAY,
             target_concurrency=settings.AUTOTHROTTLE_TARGET_CONCURRENCY,
             default_floor_s=settings.DOWNLOAD_DELAY,
-            clock=clock or MonotonicClock(),
+            clock=clock,
         )
     chain: list[DownloaderMiddleware] = []
     if robots is not None:
         chain.append(RobotsTxt(robots, frontier, stats, spider.name, throttle, policy))
-    chain += [
-        StatusFilter(spider.handle_httpstatus_list),
-        Redirects(frontier, stats),
-        Retries(RetryPolicy.from_settings(settings)),
-    ]
+    chain += [StatusFilter(spider.handle_httpstatus_list), Redirects(frontier, stats)]
+    if http_cache is not None:
+        chain.append(HttpCacheMiddleware(http_cache, stats, clock, refunds))
+    chain.append(Retries(RetryPolicy.from_settings(settings)))
     if conditional is not None:
         chain.append(conditional)
     if throttle is not None:
@@ -340,14 +348,21 @@ def builtin_middlewares(
 
 
 def robots_fetcher(
-    downloader: Downloader, pool: ProxyPool | None
+    downloader: Downloader,
+    pool: ProxyPool | None,
+    http_cache: HttpCache | None = None,
+    stats: Stats | None = None,
 ) -> Callable[[Request], Awaitable[Response]]:
-    """robots.txt goes out the way the pages will: through the proxy pool if there is one."""
-    if pool is None:
-        return downloader.fetch
+    """robots.txt goes out the way the pages will: through the HTTP cache if there is one
+    (a cached crawl does not fetch it again), then the proxy pool if there is one."""
+    fetch: Handler = downloader.fetch
+    if pool is not None:
 
-    async def fetch_via_pool(request: Request) -> Response:
-        proxy, _ = pool.choose(registered_domain(request.host))
-        return await downloader.fetch(request, proxy)
+        async def fetch_via_pool(request: Request) -> Response:
+            proxy, _ = pool.choose(registered_domain(request.host))
+            return await downloader.fetch(request, proxy)
 
-    return fetch_via_pool
+        fetch = fetch_via_pool
+    if http_cache is not None:
+        fetch = cached_fetcher(http_cache, fetch, stats)
+    return fetch

@@ -9,8 +9,8 @@ of the callback's run, so the worker stops the crawl without acking the request.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 from itemadapter import is_item
@@ -26,11 +26,48 @@ from .response import Response
 from .spider import Spider
 from .stats import Stats
 
-__all__ = ["OffsitePolicy", "OutputRouter"]
+__all__ = ["OffsitePolicy", "OutputRouter", "bad_output", "for_each_output"]
 
 logger = get_logger("crawler.worker")
 
 _PUSH_BATCH = 512
+
+_T = TypeVar("_T")
+
+
+async def for_each_output(
+    result: Any, route: Callable[[Any, _T], Awaitable[None]], context: _T
+) -> None:
+    """Await ``route(output, context)`` for each output of a callback's ``result``.
+
+    ``result`` is what calling the callback returned: an async generator, a
+    generator, an awaitable (awaited first), a list or tuple of outputs, or a single
+    output (a Request, an item or None). A list that is itself an item (itemadapter
+    says so) is one output. The engine and ``crawler.testing.run_callback`` share
+    this, so a callback behaves the same in a unit test and in a crawl.
+    """
+    if inspect.isasyncgen(result):
+        async for output in result:
+            await route(output, context)
+    elif inspect.isgenerator(result):
+        for output in result:
+            await route(output, context)
+    else:
+        if inspect.isawaitable(result):
+            result = await result
+        if isinstance(result, (list, tuple)) and not is_item(result):
+            for output in result:
+                await route(output, context)
+        else:
+            await route(result, context)
+
+
+def bad_output(output: Any) -> CrawlerError:
+    """The error for a callback output that is neither a Request, an item nor None."""
+    return CrawlerError(
+        f"callback produced {type(output).__name__} {output!r:.80}: expected a Request,"
+        " an item (dict, dataclass, attrs, pydantic) or None"
+    )
 
 
 class OffsitePolicy:
@@ -124,21 +161,7 @@ class OutputRouter:
     async def _run(self, callback: Callable[[Any], Any], arg: Any, run: _Run, what: str) -> None:
         request = run.request
         try:
-            result = callback(arg)
-            if inspect.isasyncgen(result):
-                async for output in result:
-                    await self._route(output, run)
-            elif inspect.isgenerator(result):
-                for output in result:
-                    await self._route(output, run)
-            else:
-                if inspect.isawaitable(result):
-                    result = await result
-                if isinstance(result, (list, tuple)) and not is_item(result):
-                    for output in result:
-                        await self._route(output, run)
-                else:
-                    await self._route(result, run)
+            await for_each_output(callback(arg), self._route, run)
         except OutputError:
             raise
         except Exception as exc:
@@ -166,10 +189,7 @@ class OutputRouter:
         if type(output) is dict or is_item(output):
             await self._process_item(output, run)
             return
-        raise CrawlerError(
-            f"callback produced {type(output).__name__} {output!r:.80}: expected a Request,"
-            " an item (dict, dataclass, attrs, pydantic) or None"
-        )
+        raise bad_output(output)
 
     def _key(self, item: Any, run: _Run) -> str:
         index = run.items
@@ -243,9 +263,14 @@ class OutputRouter:
                 if len(batch) >= 1000:
                     await self.push(batch, parent=None)
                     batch = []
+        except InvalidRequest as exc:  # bad input, not a bug: one line, no traceback
+            self.stats.inc("start_errors")
+            logger.error("[%s] start() stopped: %s; crawling what it yielded", spider.name, exc)
         except Exception:
             self.stats.inc("start_errors")
             logger.exception("[%s] start() failed; crawling what it yielded", spider.name)
+        if spider.start_errors:
+            self.stats.inc("start_errors", spider.start_errors)
         if batch:
             await self.push(batch, parent=None)
         if isinstance(frontier, CheckpointMarks):  # written with the seeded requests
@@ -258,9 +283,11 @@ class OutputRouter:
         limit = self.depth_limit
         keep = []
         offsite = self.offsite
+        referer = parent.url if parent is not None else None
         for child in requests:
             if parent is not None:
                 child.depth = depth
+                child._referer = referer
                 if limit and depth > limit:
                     self.stats.inc("depth_dropped")
                     continue

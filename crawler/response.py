@@ -11,16 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from multidict import CIMultiDictProxy
-from selectolax.lexbor import LexborHTMLParser, LexborNode
+from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 from w3lib.encoding import html_to_unicode
 from yarl import URL
 
 from .errors import InvalidRequest
 from .loglines import get_logger, short_url
 from .nesting import cap_nesting
+from .porting import check_request_kwargs, css_error, make_selector, selector_href
 from .request import Request
 
 if TYPE_CHECKING:
+    from parsel import Selector, SelectorList
+
     from .stats import Stats
 
 __all__ = ["RedirectHop", "Response", "ResponseLimits"]
@@ -66,6 +69,9 @@ class Response:
     selectolax Lexbor once, on the first ``css()`` call (or ahead of the callback, in
     a thread, for a big page: see :meth:`prepare_html`); a page nested too deep is
     cut before the tag that nests too deep (see ``cap_nesting``).
+
+    For code ported from Scrapy, ``sel`` and ``xpath()`` give parsel selectors
+    (the ``parsel`` extra), built on first use; ``css()`` stays selectolax.
     """
 
     __slots__ = (
@@ -74,6 +80,7 @@ class Response:
         "_encoding",
         "_links",
         "_parser",
+        "_sel",
         "_text",
         "_url",
         "body",
@@ -87,6 +94,7 @@ class Response:
         "timings",
         "url",
     )
+    _sel: Selector  # set on first use of `sel`
 
     def __init__(
         self,
@@ -212,11 +220,35 @@ class Response:
 
     def css(self, selector: str) -> list[LexborNode]:
         """All nodes matching a CSS selector."""
-        return self.selector.css(selector)
+        parser = self.selector
+        try:
+            return parser.css(selector)
+        except SelectolaxError:  # its own message names neither the selector nor a fix
+            raise SelectolaxError(css_error(selector)) from None
 
     def css_first(self, selector: str, default: Any = None) -> Any:
         """The first node matching a CSS selector, or ``default``."""
-        return self.selector.css_first(selector, default=default)
+        parser = self.selector
+        try:
+            return parser.css_first(selector, default=default)
+        except SelectolaxError:
+            raise SelectolaxError(css_error(selector)) from None
+
+    @property
+    def sel(self) -> Selector:
+        """A parsel ``Selector`` over :attr:`text`, built on first use (needs the parsel extra).
+
+        For code ported from Scrapy: ``response.sel.css("a::attr(href)").getall()``.
+        """
+        try:
+            return self._sel
+        except AttributeError:  # left unset in __init__: no cost for the spiders that never ask
+            self._sel = make_selector(self.text, self.url, self.headers.get("Content-Type"))
+            return self._sel
+
+    def xpath(self, query: str, **kwargs: Any) -> SelectorList[Selector]:
+        """``response.sel.xpath(query)``: a parsel SelectorList (``.get()``, ``.getall()``...)."""
+        return self.sel.xpath(query, **kwargs)
 
     def _base_url(self) -> URL:
         if self._base is None:
@@ -238,7 +270,10 @@ class Response:
         return str(self._base_url().join(URL(href.strip())))
 
     def follow(self, href: str | LexborNode | URL, **kwargs: Any) -> Request:
-        """A Request for ``href`` relative to this page (a string or an ``<a>`` node)."""
+        """A Request for ``href`` relative to this page (a string, an ``<a>`` node).
+
+        A parsel Selector of an ``<a>`` (or of an ``@href`` value) works too, for ported code.
+        """
         if isinstance(href, LexborNode):
             value = href.attributes.get("href")
             if value is None:
@@ -250,7 +285,13 @@ class Response:
             raise InvalidRequest(
                 f"malformed link {short_url(str(href))!r} on {short_url(self.url)}: {exc}"
             ) from None
-        request = Request(url, **kwargs)  # type: ignore[arg-type]
+        except AttributeError:  # no .strip(): a parsel Selector, handled off the common path
+            return self.follow(selector_href(href, self.url), **kwargs)
+        try:
+            request = Request(url, **kwargs)  # type: ignore[arg-type]
+        except TypeError:
+            check_request_kwargs(kwargs, str(url))  # names an unknown argument (cb_kwargs...)
+            raise
         source = self.request
         return source.lend_url_credentials(request) if source.has_url_credentials else request
 
@@ -261,6 +302,8 @@ class Response:
         **kwargs: Any,
     ) -> list[Request]:
         """Requests for every link (``hrefs``, or the ``href`` of nodes matching ``css``).
+
+        ``hrefs`` may be parsel selectors too, e.g. ``response.xpath("//a")`` (ported code).
 
         Links that cannot be crawled (``mailto:``, ``javascript:``, malformed) are skipped.
         In a crawl, at most MAX_LINKS_PER_RESPONSE links of one response are looked at
@@ -273,7 +316,12 @@ class Response:
         if limit and self._links + len(links) > limit:
             links = self._within_limit(links, limit)
         self._links += len(links)
-        return self._requests(links, kwargs)
+        try:
+            return self._requests(links, kwargs)
+        except AttributeError:  # no .strip(): parsel Selectors, handled off the common path
+            plain = (str, LexborNode)
+            hrefs = [x if isinstance(x, plain) else selector_href(x, self.url) for x in links]
+            return self._requests(hrefs, kwargs)
 
     def _within_limit(self, links: list[Any], limit: int) -> list[Any]:
         """The links still allowed; the others are counted (and logged once per response)."""
@@ -298,6 +346,8 @@ class Response:
         base = self._base_url()
         # Plain link-following (no kwargs but a callback) skips re-validating each URL.
         fast = kwargs.keys() <= {"callback"}
+        if not fast:  # once per call: an unknown argument must not drop every link silently
+            check_request_kwargs(kwargs, self.url)
         callback = kwargs.get("callback")
         requests = []
         for href in links:

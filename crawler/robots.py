@@ -1,9 +1,12 @@
 """robots.txt: fetched once per origin, cached for the crawl, parsed with Protego.
 
 Outcomes: 2xx → obey the rules; 4xx → everything allowed; 5xx or unreachable →
-the origin is treated as disallowed for now and robots.txt is tried again after
-``retry_s`` (requests wait in the frontier meanwhile); after ``max_failures``
-failed tries the origin's requests are dropped.
+the origin is treated as disallowed for now (RFC 9309) and robots.txt is tried again
+(requests wait in the frontier meanwhile); after ``max_failures`` failed tries the
+origin's requests are dropped. A 5xx or a timeout is tried again after ``retry_s``;
+a network error (connection refused, a name that does not resolve) after 1 s, then
+2 s...: a host that is not there is reported within seconds, not minutes. Each wait
+is shown on the host board (the progress display) with its reason.
 
 Parsed robots.txt files are kept for the ``max_origins`` most recently checked
 origins (:class:`RecentHosts`). An origin whose robots.txt is being fetched, or
@@ -23,10 +26,12 @@ from yarl import URL
 
 from .bounded import RecentHosts
 from .clock import Clock
-from .errors import BlockedAddress, FetchError
+from .errors import BlockedAddress, FetchError, NetworkError
+from .hostboard import HostBoard
 from .loglines import get_logger
 from .request import Request
 from .response import Response
+from .settings import Settings
 
 __all__ = ["RobotsCache", "RobotsVerdict", "Verdict"]
 
@@ -86,6 +91,7 @@ class RobotsCache:
         max_failures: int = 3,
         max_delay_s: float = 60.0,
         max_origins: int | None = None,  # None: bounded.DEFAULT_MAX_HOSTS
+        hosts: HostBoard | None = None,
     ) -> None:
         self._fetch = fetch
         self._agent = user_agent
@@ -94,7 +100,23 @@ class RobotsCache:
         self._max_failures = max_failures
         self._max_delay_s = max_delay_s
         self._origins: RecentHosts[_Origin] = RecentHosts(max_origins, self._evictable)
+        self._hosts = hosts
         self.fetched = 0
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, fetch: Fetcher, clock: Clock, hosts: HostBoard | None = None
+    ) -> RobotsCache:
+        """A cache with the ROBOTSTXT_* settings and the crawl's USER_AGENT."""
+        return cls(
+            fetch,
+            settings.USER_AGENT,
+            clock,
+            retry_s=settings.ROBOTSTXT_RETRY_S,
+            max_failures=settings.ROBOTSTXT_MAX_FAILURES,
+            max_delay_s=settings.ROBOTSTXT_MAX_DELAY,
+            hosts=hosts,
+        )
 
     def __len__(self) -> int:
         """Origins whose robots.txt state is kept now."""
@@ -157,7 +179,7 @@ class RobotsCache:
                 state.allow_all = True
                 return
             except FetchError as exc:
-                self._failed(state, robots_url, str(exc))
+                self._failed(state, robots_url, str(exc), isinstance(exc, NetworkError))
                 return
             status = response.status
             if 200 <= status < 300:
@@ -172,14 +194,31 @@ class RobotsCache:
             if fetching is not None and not fetching.done():
                 fetching.set_result(None)
 
-    def _failed(self, state: _Origin, url: str, why: str) -> None:
+    def _failed(self, state: _Origin, url: str, why: str, network: bool = False) -> None:
         state.failures += 1
-        state.retry_at = self._clock.now() + self._retry_s
+        retry_s = min(self._retry_s, 2.0 ** (state.failures - 1)) if network else self._retry_s
+        state.retry_at = self._clock.now() + retry_s
+        last = state.failures >= self._max_failures
+        if self._hosts is not None:
+            host = URL(url).host or url
+            if last:
+                self._hosts.waiting(host, f"robots.txt unavailable ({why:.80}): gave up")
+            else:
+                self._hosts.waiting(host, f"robots.txt unavailable ({why:.80}), retrying", retry_s)
+        if last:
+            logger.warning(
+                "%s unavailable (%s): gave up after %d tries; the host's requests are dropped"
+                " (RFC 9309: an unreachable robots.txt disallows everything)",
+                url,
+                why,
+                state.failures,
+            )
+            return
         logger.warning(
             "%s unavailable (%s): host treated as disallowed, retry in %.0fs (%d/%d)",
             url,
             why,
-            self._retry_s,
+            retry_s,
             state.failures,
             self._max_failures,
         )

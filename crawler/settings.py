@@ -97,7 +97,8 @@ class Settings:
     ROBOTSTXT_OBEY: bool = _setting(True, "Fetch and obey robots.txt (Protego) for every host.")
     ROBOTSTXT_RETRY_S: float = _setting(
         60.0,
-        "Seconds before retrying a robots.txt that answered 5xx or was unreachable.",
+        "Seconds before retrying a robots.txt that answered 5xx or timed out (a network error,"
+        " e.g. connection refused, is retried after 1 s, 2 s, 4 s...).",
         minimum=0,
     )
     ROBOTSTXT_MAX_FAILURES: int = _setting(

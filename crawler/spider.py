@@ -5,8 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from .errors import CrawlerError
+from .errors import CrawlerError, InvalidRequest
 from .loglines import get_logger
+from .porting import (
+    all_statuses,
+    call_closed,
+    spider_settings,
+    start_requests,
+    user_method,
+)
 from .request import Request
 from .response import Response
 
@@ -30,6 +37,11 @@ class Spider:
     ``async def start()`` to yield the first requests yourself, and
     ``async def open()`` / ``async def close(reason)`` to run code before the
     first request and after the last.
+
+    Scrapy's names work where they mean the same (``start_requests()``,
+    ``custom_settings``, ``download_delay``, ``closed(reason)``...; see
+    crawler/porting.py): a class is adapted once, when it is defined, and the
+    crawl logs a hint for each at start-up.
     """
 
     name: ClassVar[str] = ""
@@ -42,7 +54,27 @@ class Spider:
     trace_configs: Sequence[Any] = ()
     middlewares: Sequence[Any] = ()  # DownloaderMiddleware objects, classes or 'module:Name'
     handle_unchanged: bool = False
+    start_errors: int = 0  # start_urls the default start() skipped as invalid (counted in stats)
     _cookie_lookup: Callable[[str], dict[str, str]] | None = None
+    # The `settings` a class (or its nearest ancestor) wrote itself, before Scrapy's
+    # custom_settings and attributes were folded into `settings`.
+    _written_settings: ClassVar[Mapping[str, Any]] = {}
+    _uses_start_requests: ClassVar[bool] = False  # Scrapy's start_requests() seeds the crawl
+    _uses_closed: ClassVar[bool] = False  # Scrapy's closed(reason) runs at the end
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Read a Scrapy spider's names as ours, once per class (see crawler/porting.py)."""
+        super().__init_subclass__(**kwargs)
+        if "settings" in cls.__dict__:
+            cls._written_settings = cls.__dict__["settings"]
+        settings = spider_settings(cls, cls._written_settings)
+        if settings is not None:
+            cls.settings = settings
+        statuses = all_statuses(cls)
+        if statuses is not None:  # as in Scrapy, it overrides handle_httpstatus_list
+            cls.handle_httpstatus_list = statuses
+        cls._uses_start_requests = user_method(cls, "start_requests") and cls.start is Spider.start
+        cls._uses_closed = user_method(cls, "closed") and cls.close is Spider.close
 
     def __init__(self, **kwargs: Any) -> None:
         for key, value in kwargs.items():
@@ -56,8 +88,19 @@ class Spider:
 
     async def start(self) -> AsyncIterator[Request]:
         """The first requests: by default a GET of each of ``start_urls``, handled by ``parse``."""
+        if self._uses_start_requests:
+            async for request in start_requests(self):
+                yield request
+            return
         for url in self.start_urls:
-            yield Request(url, callback=self.parse)
+            try:
+                request = Request(url, callback=self.parse)
+            except InvalidRequest as exc:
+                # One bad start URL never drops the others: say which, count it, go on.
+                self.start_errors += 1
+                self.logger.error("start URL skipped: %s", exc)
+                continue
+            yield request
 
     def parse(self, response: Response) -> Any:
         """Handle a response whose request has no callback of its own."""
@@ -95,3 +138,5 @@ class Spider:
 
     async def close(self, reason: str) -> None:
         """Runs once after the crawl ends; ``reason`` is the finish reason."""
+        if self._uses_closed:
+            await call_closed(self, reason)

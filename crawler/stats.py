@@ -8,7 +8,6 @@ stats stay the same size however many hosts a crawl touches.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["Stats", "StatsSnapshot"]
@@ -90,36 +89,11 @@ class Stats:
         data.update(self.values)
         return data
 
-    def progress_line(self, queued: int, in_flight: int) -> str:
-        """One line for the periodic progress log."""
+    def rate(self) -> float:
+        """Pages per second in this run."""
         elapsed = self.elapsed_s
-        pages = self.get("pages")
-        rate = (pages - self._baseline_pages) / elapsed if elapsed > 0 else 0.0
-        return (
-            f"{pages} pages ({rate:.1f}/s), {self.get('items')} items,"
-            f" {queued} queued, {in_flight} in flight, {self.failures()} failed"
-        )
+        return (self.get("pages") - self._baseline_pages) / elapsed if elapsed > 0 else 0.0
 
     def failures(self) -> int:
         """Requests that finally failed, all kinds together."""
         return sum(v for k, v in self.counters.items() if k.startswith("failures/"))
-
-    @staticmethod
-    def summary(snapshot: Mapping[str, Any]) -> str:
-        """A short multi-line summary for stderr."""
-        lines = [
-            f"finished: {snapshot.get('finish_reason', '?')} after {snapshot['elapsed_s']:.1f}s",
-            f"  pages {snapshot.get('pages', 0)} ({snapshot['pages_per_s']}/s),"
-            f" items {snapshot.get('items', 0)}, bytes {snapshot.get('bytes', 0)}",
-        ]
-        groups: dict[str, list[str]] = {}
-        for key, value in snapshot.items():
-            if "/" in key:
-                group, _, name = key.partition("/")
-                groups.setdefault(group, []).append(f"{name}={value}")
-        for group, entries in groups.items():
-            lines.append(f"  {group}: {', '.join(entries)}")
-        for key in ("duplicates", "offsite", "depth_dropped", "callback_errors", "items_dropped"):
-            if snapshot.get(key):
-                lines.append(f"  {key}: {snapshot[key]}")
-        return "\n".join(lines)

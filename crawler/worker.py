@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
+from time import perf_counter
 
 from .checkpoint import ItemBarrier
 from .downloader import Downloader
 from .errors import FetchError
 from .frontier.base import Frontier, Lease
-from .loglines import get_logger
+from .hostboard import HostBoard
+from .loglines import get_logger, short_url
 from .middleware import (
     DONE,
     Done,
@@ -139,6 +142,7 @@ class RequestProcessor:
         middlewares: Sequence[DownloaderMiddleware] = (),
         max_links: int = _DEFAULT_MAX_LINKS,
         barrier: ItemBarrier | None = None,
+        hosts: HostBoard | None = None,
     ) -> None:
         self.spider = spider
         self.frontier = frontier
@@ -147,6 +151,7 @@ class RequestProcessor:
         self.stats = stats
         self.outputs = OutputRouter(spider, frontier, pipelines, stats, depth_limit, barrier)
         self.middlewares = tuple(middlewares)
+        self.hosts = hosts or HostBoard()
         self.limits = ResponseLimits(max_links, stats, spider.name)  # one for every response
         self._follow = self.outputs.offsite.allows
         self._send = build_chain(self.middlewares, self._fetch)
@@ -180,7 +185,17 @@ class RequestProcessor:
 
     async def _fetch(self, request: Request) -> Response:
         """The innermost handler: the downloader."""
-        response = await self.downloader.fetch(request, follow=self._follow)
+        hosts, host = self.hosts, request.host
+        hosts.started(host)
+        started = perf_counter()
+        seconds = None
+        try:
+            response = await self.downloader.fetch(request, follow=self._follow)
+            seconds = perf_counter() - started
+        finally:
+            hosts.finished(host, seconds)
+        if _debug():
+            _log_response(self.spider.name, request, response, seconds)
         stats = self.stats
         stats.inc("pages")
         stats.inc(f"status/{response.status}")
@@ -201,6 +216,7 @@ class RequestProcessor:
                 if outcome.counted:
                     self._count_retry(lease.request, outcome.delay_s, outcome.reason)
                 if type(outcome) is HoldHost:
+                    self.hosts.waiting(lease.host, f"held ({outcome.reason})", outcome.delay_s)
                     await frontier.hold_host(lease.host, outcome.delay_s)
                 await frontier.retry(lease, outcome.delay_s)
             else:
@@ -236,6 +252,26 @@ class RequestProcessor:
             return False
         error.request = request  # type: ignore[attr-defined]
         return await self.outputs.run(request.errback, error, request, None, "errback")
+
+
+def _debug() -> bool:
+    return logger.isEnabledFor(logging.DEBUG)
+
+
+def _log_response(spider: str, request: Request, response: Response, seconds: float | None) -> None:
+    """``-L DEBUG``: one line per response (status, method, URL, referring page, size, time)."""
+    referer = f" (from {short_url(request.referer, 100)})" if request.referer else ""
+    took = f" in {seconds * 1000:.0f} ms" if seconds is not None else ""
+    logger.debug(
+        "[%s] fetched %d %s %s%s, %d bytes%s",
+        spider,
+        response.status,
+        request.method,
+        short_url(response.url),
+        referer,
+        len(response.body),
+        took,
+    )
 
 
 def _parse_off_loop(body: bytes) -> bool:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import textwrap
 from pathlib import Path
 
+import click
 import pytest
 from aiohttp import web
 
@@ -81,7 +83,7 @@ async def test_run_file_writes_jsonl_to_stdout_and_logs_to_stderr(site, tmp_path
     assert code == 0, err
     items = [json.loads(line) for line in out.splitlines()]
     assert sorted(i["title"] for i in items) == ["Home ü", "One", "Two"]
-    assert "finished" in err and "pages 3" in err
+    assert re.search(r"finished: after [\d.]+ s", err) and re.search(r"pages: 3 \(", err), err
     data = json.loads(stats.read_text())
     assert data["pages"] == 3 and data["items"] == 3 and data["finish_reason"] == "finished"
 
@@ -259,3 +261,58 @@ async def _wait_for_log(proc: asyncio.subprocess.Process, marker: bytes) -> None
         if not line:
             raise AssertionError(f"process ended before logging {marker!r}: {seen.decode()}")
         seen += line
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("start_urls", "reason"),
+    [
+        (None, "the spider made no start requests: give it start URLs"),
+        ("bad-url", "1 start request(s) could not be made"),
+        ("http://127.0.0.1:{port}/", "none of 1 request(s) got a response (failures: network=1)"),
+        (
+            "bad-url,http://127.0.0.1:{port}/",
+            "none of 1 request(s) got a response (failures: network=1);"
+            " 1 start request(s) could not be made",
+        ),
+    ],
+)
+async def test_a_crawl_that_fetched_nothing_exits_9(tmp_path, start_urls, reason):
+    args = ["run", "links", "-s", "PROGRESS_INTERVAL=0", "-s", "ROBOTSTXT_OBEY=false"]
+    args += ["-s", "RETRY_TIMES=0"]
+    if start_urls is not None:
+        args += ["-a", "start_urls=" + start_urls.format(port=free_port())]
+    code, _, err = await crawl(*args, cwd=tmp_path)
+    assert code == 9, err
+    assert err.strip().splitlines()[-1].startswith(f"error: nothing was crawled: {reason}"), err
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    from click.testing import CliRunner
+
+    from crawler.cli import main
+
+    commands = _commands(main)
+    assert len(commands) >= 14  # run, list, fetch, shell, parse, new..., bench, jobs..., status
+    for path in commands:
+        result = CliRunner().invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Example" in result.output, f"crawl {' '.join(path)} --help has no example"

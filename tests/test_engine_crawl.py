@@ -209,3 +209,18 @@ async def test_priority_orders_the_crawl(site: SiteFactory) -> None:
     server = await site({"a.test": {f"/{n}": str(n) for n in range(5)}})
     await run_spider(Prioritised(base=server.url("a.test", "")), server, CONCURRENCY=1)
     assert server.paths_seen("a.test") == ["/3", "/1", "/4", "/0", "/2"]
+
+
+async def test_one_bad_start_url_never_drops_the_others(
+    site: SiteFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await site({"a.test": {"/": html_page("A"), "/b": html_page("B")}})
+    spider = LinkSpider(
+        start_urls=[server.url("a.test"), "no-scheme.test/x", server.url("a.test", "/b")]
+    )
+    result, items = await run_spider(spider, server)
+    assert sorted(server.paths_seen("a.test")) == ["/", "/b"]
+    assert len(items) == 2
+    assert result.stats["start_errors"] == 1
+    [line] = [r for r in caplog.records if "start URL skipped" in r.getMessage()]
+    assert "'no-scheme.test/x'" in line.getMessage() and line.exc_info is None

@@ -25,6 +25,7 @@ from crawler import Request
 from crawler.fingerprint import fingerprint
 from crawler.frontier import (
     CheckpointMarks,
+    DelayRefunds,
     Frontier,
     FrontierCounts,
     Lease,
@@ -304,6 +305,29 @@ async def test_hold_host_and_set_host_delay(make: Make) -> None:
     await assert_waiting(waiting)
     await clock.advance(0.1)
     assert (await finish(waiting)).request.url == "http://a.test/1"
+
+
+async def test_a_refunded_delay_lets_the_hosts_next_request_start_at_once(make: Make) -> None:
+    frontier, clock = await make(delay_s=10.0)
+    refunds = frontier
+    assert isinstance(refunds, DelayRefunds)
+    await frontier.push([req("/1"), req("/2"), req("/3"), req("/4")])
+    assert await take(frontier, 1) == ["http://a.test/1"]
+    await refunds.refund_delay("a.test", clock.now())  # /1 was answered by the cache
+    assert await take(frontier, 1) == ["http://a.test/2"]  # no time passed
+    # /2 started after this `since`: its delay was used by another request, it stays
+    await refunds.refund_delay("a.test", clock.now() - 1.0)
+    waiting = asyncio.create_task(frontier.lease())
+    await assert_waiting(waiting)
+    await refunds.refund_delay("a.test", clock.now())  # /2 was a hit too: wakes the waiter
+    assert (await finish(waiting)).request.url == "http://a.test/3"
+    await frontier.hold_host("a.test", 5.0)  # a hold is never given back, nor the delay under it
+    await refunds.refund_delay("a.test", clock.now())
+    waiting = asyncio.create_task(frontier.lease())
+    await clock.advance(9.9)
+    await assert_waiting(waiting)
+    await clock.advance(0.1)
+    assert (await finish(waiting)).request.url == "http://a.test/4"
 
 
 async def test_failed_and_retried_leases_free_the_host_slot(make: Make) -> None:

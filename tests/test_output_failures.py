@@ -612,7 +612,7 @@ async def test_cli_exits_7_naming_the_output_and_resumes_once_space_is_freed(
             "error: output failed: cannot write items.out: [Errno 28] No space left on device"
         )
         assert "Traceback" not in err  # an expected failure: one line, no traceback
-        assert "finished: output_failed" in err
+        assert "stopped: output_failed" in err
         assert len((tmp_path / "items.out").read_text().splitlines()) == 10
 
         code, err = await run_cli(tmp_path, server, {})

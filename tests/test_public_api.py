@@ -63,7 +63,8 @@ SIGNATURES: dict[str, tuple[Callable[..., Any], str]] = {
         "clock: 'Clock | None' = None, restart: 'bool' = False, "
         "middlewares: 'Sequence[DownloaderMiddleware]' = (), "
         "conditional: 'DownloaderMiddleware | None' = None, "
-        "session_hooks: 'Sequence[SessionHook]' = (), collect_items: 'bool' = False) -> 'None'",
+        "session_hooks: 'Sequence[SessionHook]' = (), collect_items: 'bool' = False, "
+        "http_cache: 'HttpCache | None' = None, progress: 'ProgressView | None' = None) -> 'None'",
     ),
     "Crawler.run": (crawler.Crawler.run, "(self) -> 'CrawlResult'"),
     "Spider": (crawler.Spider, "(**kwargs: 'Any') -> 'None'"),

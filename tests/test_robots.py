@@ -16,6 +16,7 @@ from politeness_peers import TOLERANCE_S, Recorder, sequence, status, timed_site
 
 from crawler import Request, Response
 from crawler.errors import NetworkError
+from crawler.hostboard import HostBoard
 from crawler.robots import RobotsCache, Verdict
 from crawler.testing import ManualClock, html_page
 
@@ -293,6 +294,28 @@ async def test_failures_wait_retry_s_then_give_up_after_max_failures() -> None:
     assert (await cache.check(request)).verdict is Verdict.GAVE_UP  # third failure
     await clock.advance(100.0)
     assert (await cache.check(request)).verdict is Verdict.GAVE_UP
+    assert len(fetch.calls) == 3
+
+
+async def test_network_errors_are_retried_within_seconds_and_shown_on_the_host_board() -> None:
+    clock = ManualClock(start=0.0)
+    board = HostBoard(clock)
+    fetch = FakeFetch(NetworkError("connection refused"))
+    cache = RobotsCache(fetch, "bot", clock, retry_s=60.0, max_failures=3, hosts=board)
+    request = Request("http://gone.test/page")
+    first = await cache.check(request)
+    assert first.verdict is Verdict.UNAVAILABLE and first.retry_in_s == 1.0
+    [wait] = board.waits()
+    assert wait.host == "gone.test" and wait.until == 1.0
+    assert wait.reason == "robots.txt unavailable (connection refused), retrying"
+    await clock.advance(1.0)
+    second = await cache.check(request)
+    assert second.verdict is Verdict.UNAVAILABLE and second.retry_in_s == 2.0
+    await clock.advance(2.0)
+    assert (await cache.check(request)).verdict is Verdict.GAVE_UP  # after 3 s, not 2 minutes
+    assert [w.reason for w in board.waits()] == [
+        "robots.txt unavailable (connection refused): gave up"
+    ]
     assert len(fetch.calls) == 3
 
 

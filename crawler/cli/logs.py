@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from ..loglines import SafeLogFilter
 
-__all__ = ["setup_logging"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["setup_logging", "stderr_console"]
+
+_console: Console | None = None
+
+
+def stderr_console() -> Console:
+    """The one rich Console on stderr: log lines and the live progress panel share it,
+    so log lines scroll above the panel instead of tearing it."""
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True)
+    return _console
 
 
 def setup_logging(level: str) -> None:
@@ -20,10 +37,9 @@ def setup_logging(level: str) -> None:
         root.removeHandler(old)
     handler: logging.Handler
     if sys.stderr.isatty():
-        from rich.console import Console
         from rich.logging import RichHandler
 
-        handler = RichHandler(console=Console(stderr=True), show_path=False)
+        handler = RichHandler(console=stderr_console(), show_path=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)

@@ -14,12 +14,13 @@ import orjson
 from ..engine import Crawler, CrawlResult
 from ..errors import ConfigError, OutputError, SettingsError, SpiderLoadError
 from ..loglines import get_logger
+from ..progress import LiveProgress, LogProgress, ProgressView
 from ..settings import Settings
 from ..spider import Spider
-from ..stats import Stats
+from ..summary import render_plain, render_rich, summary_rows
 from ..supervisor import OUTPUT_FAILED, Failure
 from .loader import load_spider_class
-from .logs import setup_logging
+from .logs import setup_logging, stderr_console
 from .project import load_project
 
 __all__ = ["run_command"]
@@ -97,6 +98,12 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     help="Answer repeated requests from an HTTP cache in DIR (default .crawler/httpcache):"
     " rerunning an edited spider costs no network (= HTTPCACHE_ENABLED, HTTPCACHE_DIR).",
 )
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress display or progress lines (warnings still show).",
+)
 def run_command(
     target: str,
     outputs: tuple[str, ...],
@@ -110,6 +117,7 @@ def run_command(
     frontier_url: str | None,
     job: str | None,
     cache_dir: str | None,
+    quiet: bool,
 ) -> None:
     """Run the spider TARGET: a spider name, a module:Class, or a path to a .py file.
 
@@ -124,6 +132,7 @@ def run_command(
         EXIT_CONFIG,
         EXIT_INTERNAL,
         EXIT_INTERRUPTED,
+        EXIT_NOTHING_FETCHED,
         EXIT_OK,
         EXIT_OUTPUT,
         EXIT_SPIDER,
@@ -166,7 +175,8 @@ def run_command(
         sys.exit(EXIT_CONFIG)
 
     try:
-        result = asyncio.run(_crawl(spider, settings, exporters, restart))
+        progress = progress_view(settings, quiet)
+        result = asyncio.run(_crawl(spider, settings, exporters, restart, progress))
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
@@ -176,19 +186,55 @@ def run_command(
     except Exception:
         logger.exception("crawl aborted by an internal error")
         sys.exit(EXIT_INTERNAL)
-    if result.finish_reason == "already_finished":
-        click.echo(
-            f"the crawl in {settings.STATE_DIR} already finished; add --restart to crawl again",
-            err=True,
-        )
-    click.echo(Stats.summary(result.stats), err=True)
+    print_summary(result.stats)
     if stats_file:
         Path(stats_file).write_bytes(orjson.dumps(result.stats, option=orjson.OPT_INDENT_2))
     if result.failed:
         # The last line says what failed, in one line (the log above has the details).
         click.echo(f"error: {result.stats.get('error', result.finish_reason)}", err=True)
         sys.exit(EXIT_OUTPUT if result.finish_reason == OUTPUT_FAILED else EXIT_STATE)
-    sys.exit(EXIT_INTERRUPTED if result.interrupted else EXIT_OK)
+    if result.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    empty = nothing_crawled(result)
+    if empty is not None:
+        click.echo(f"error: nothing was crawled: {empty}", err=True)
+        sys.exit(EXIT_NOTHING_FETCHED)
+    sys.exit(EXIT_OK)
+
+
+def print_summary(snapshot: dict[str, Any]) -> None:
+    """The final summary on stderr: a table on a terminal, aligned text otherwise."""
+    rows = summary_rows(snapshot)
+    if sys.stderr.isatty():
+        stderr_console().print(render_rich(rows))
+    else:
+        click.echo(render_plain(rows), err=True)
+
+
+def nothing_crawled(result: CrawlResult) -> str | None:
+    """Why a crawl that ended got not one response (None if it got one, or had nothing to do)."""
+    stats = result.stats
+    if result.finish_reason == "already_finished" or stats["pages"] > 0:
+        return None
+    skipped = stats["start_errors"]
+    if not stats["requests"]:
+        if skipped:
+            return (
+                f"{skipped} start request(s) could not be made (see the error above);"
+                " fix the start URLs or start()"
+            )
+        return (
+            "the spider made no start requests: give it start URLs"
+            " (start_urls, or -a start_urls=https://...) or yield Requests from start()"
+        )
+    failures = ", ".join(
+        f"{key.partition('/')[2]}={value}"
+        for key, value in stats.items()
+        if key.startswith("failures/") and value
+    )
+    reasons = f" (failures: {failures})" if failures else ""
+    also = f"; {skipped} start request(s) could not be made" if skipped else ""
+    return f"none of {stats['requests']} request(s) got a response{reasons}{also}"
 
 
 def _exporters(outputs: tuple[str, ...], overwrites: tuple[str, ...]) -> list[Any]:
@@ -201,10 +247,23 @@ def _exporters(outputs: tuple[str, ...], overwrites: tuple[str, ...]) -> list[An
     ]
 
 
+def progress_view(settings: Settings, quiet: bool) -> ProgressView:
+    """A live panel on a terminal (about once a second), log lines elsewhere, nothing if quiet."""
+    if quiet:
+        return LogProgress(0.0)
+    if sys.stderr.isatty() and settings.PROGRESS_INTERVAL:
+        return LiveProgress(1.0, stderr_console())
+    return LogProgress(settings.PROGRESS_INTERVAL)
+
+
 async def _crawl(
-    spider: Spider, settings: Settings, exporters: list[Any], restart: bool = False
+    spider: Spider,
+    settings: Settings,
+    exporters: list[Any],
+    restart: bool = False,
+    progress: ProgressView | None = None,
 ) -> CrawlResult:
-    crawler = Crawler(spider, settings, pipelines=exporters, restart=restart)
+    crawler = Crawler(spider, settings, pipelines=exporters, restart=restart, progress=progress)
     loop = asyncio.get_running_loop()
 
     def on_signal(signame: str) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..clock import Clock
 from ..errors import SettingsError
+from ..settings import Settings
 from .proxies import check_proxy_url, redact
 
 __all__ = ["BanRules", "ProxyPool", "load_proxy_list"]
@@ -86,6 +87,20 @@ class _Proxy:
 
 class ProxyPool:
     """Chooses a proxy per request and tracks bans per (proxy, domain)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock) -> ProxyPool | None:
+        """The pool PROXIES / PROXY_FILE / $PROXIES name, or None if they name no proxy."""
+        urls = load_proxy_list(settings.PROXIES, settings.PROXY_FILE)
+        if not urls:
+            return None
+        return cls(
+            urls,
+            clock,
+            strategy=settings.PROXY_ROTATION,
+            cooldown_s=settings.PROXY_BAN_COOLDOWN,
+            max_bans=settings.PROXY_MAX_BANS,
+        )
 
     def __init__(
         self,

@@ -2,6 +2,7 @@
 
 from .base import (
     CheckpointMarks,
+    DelayRefunds,
     Frontier,
     FrontierCounts,
     Lease,
@@ -13,6 +14,7 @@ from .memory import MemoryFrontier
 
 __all__ = [
     "CheckpointMarks",
+    "DelayRefunds",
     "Frontier",
     "FrontierCounts",
     "Lease",

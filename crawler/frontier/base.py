@@ -11,6 +11,8 @@ its own, checked with ``isinstance`` (never a ``getattr`` probe):
 - :class:`Resettable` (SQLite, Redis): ``--restart`` forgets the stored crawl.
 - :class:`CheckpointMarks` (SQLite): the outputs' positions saved with the acks.
 - :class:`StatsPublisher` (Redis): every process's stats, summed for ``crawl status``.
+- :class:`DelayRefunds` (memory, SQLite, Redis): a request answered without the network
+  (an HTTP cache hit) gives its host's ``DOWNLOAD_DELAY`` back.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..request import Request
 
 __all__ = [
     "CheckpointMarks",
+    "DelayRefunds",
     "Frontier",
     "FrontierCounts",
     "Lease",
@@ -165,3 +168,20 @@ class StatsPublisher(Protocol):
 
     async def publish_stats(self, counters: Mapping[str, int]) -> None:
         """Add what ``counters`` (this process's running totals) gained since the last call."""
+
+
+@runtime_checkable
+class DelayRefunds(Protocol):
+    """A frontier that can give back a delay a request did not use (optional capability).
+
+    A frontier charges a host's delay when it hands out a request; a request answered
+    from the HTTP cache never reached the host, so the next one need not wait for it.
+    """
+
+    async def refund_delay(self, host: str, since: float) -> None:
+        """A request of ``host`` leased at or before ``since`` (the frontier's clock) did
+        not reach the network: let the host's next request start without its delay.
+
+        No-op if another request of ``host`` started after ``since`` or a hold
+        (``hold_host``) applies since: those delays were used.
+        """

@@ -41,6 +41,8 @@ class _Host:
     delayed_until: float | None = None  # the live entry of this host in the delayed heap
     delay_s: float | None = None  # per-host override of the policy delay
     limit: int | None = None  # per-host override of the policy concurrency
+    started_at: float = 0.0  # when its last request started (see refund)
+    charged: float | None = None  # the next_at its last start set, while it may be given back
 
 
 @dataclass(slots=True)
@@ -105,6 +107,8 @@ class HostReadiness:
                 continue  # stale entry: the host's head changed since it was pushed
             state.ready_entry = None
             state.in_flight += 1
+            state.started_at = now
+            state.charged = None
             delay = state.delay_s
             if delay is None:
                 delay = self.policy.host_delays.get(host, self.policy.delay_s)
@@ -112,9 +116,28 @@ class HostReadiness:
                 jitter = self.policy.jitter
                 if jitter:
                     delay *= self._rng.uniform(1.0 - jitter, 1.0 + jitter)
-                state.next_at = now + delay
+                state.next_at = state.charged = now + delay
             return host
         return None
+
+    def refund(self, host: str, since: float) -> bool:
+        """Give back the delay of ``host``'s last start if it started at or before ``since``.
+
+        For a request that never reached the network (an HTTP cache hit): its host may
+        start the next request at once. Nothing changes if another request of the host
+        started after ``since`` or a hold moved the next start since (``next_at`` is no
+        longer what that start set). True if the host became ready.
+        """
+        state = self._hosts.get(host)
+        if state is None or state.charged is None or state.started_at > since:
+            return False
+        if state.next_at != state.charged:
+            return False
+        state.charged = None
+        state.next_at = state.started_at
+        state.delayed_until = None  # its entry in the delayed heap is stale now
+        self._schedule(host, state)
+        return state.ready_entry is not None
 
     def finished(self, host: str) -> None:
         """A request of ``host`` is no longer in flight."""
@@ -156,6 +179,7 @@ class HostReadiness:
         """Hold every request of ``host`` until clock time ``until`` (back-off, Retry-After)."""
         state = self._host(host)
         state.next_at = max(state.next_at, until)
+        state.charged = None  # a hold is never given back
         state.ready_entry = None
         self._schedule(host, state)
 

@@ -125,6 +125,11 @@ class MemoryFrontier:
         """Start no request to ``host`` for ``delay_s`` seconds."""
         self.readiness.delay_host(host, self.clock.now() + delay_s)
 
+    async def refund_delay(self, host: str, since: float) -> None:
+        """Give back the delay of a request of ``host`` leased by ``since`` (see DelayRefunds)."""
+        if self.readiness.refund(host, since):
+            self._waiters.wake(1)
+
     async def claim_seed(self) -> bool:
         """A memory frontier always starts empty: seed it."""
         return True

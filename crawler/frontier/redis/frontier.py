@@ -36,6 +36,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...bounded import RecentHosts
 from ...clock import Clock, MonotonicClock
 from ...errors import ConfigError, CrawlerError
 from ...fingerprint import fingerprint
@@ -106,6 +107,8 @@ class RedisFrontier:
             on_ready=self._waiters.wake_one,
         )
         self._host_delays: dict[str, float | None] = {}  # last value sent per host
+        # Per host, this process's last lease (id, local clock time): what refund_delay names.
+        self._last_lease: RecentHosts[tuple[bytes, float]] = RecentHosts()
         self._stats = PublishedStats(self._link)
         self._seeding = False
         self._stopped = False
@@ -309,6 +312,17 @@ class RedisFrontier:
         """Start no request to ``host`` anywhere for ``delay_s`` seconds."""
         await self._link.script("HOLD", [self._now(), self._limit, host, delay_s])
 
+    async def refund_delay(self, host: str, since: float) -> None:
+        """Give back the delay of this process's last lease of ``host`` if it was leased by
+        ``since`` and no lease anywhere (nor a hold) set the host's delay after it."""
+        last = self._last_lease.peek(host)
+        if last is None or last[1] > since:
+            return
+        self._last_lease.pop(host)
+        args = [self._now(), self._limit, host, last[0]]
+        if await self._link.script("REFUND", args):
+            self._waiters.wake(1)
+
     def stop(self) -> None:
         """Make every current and future ``lease`` of this process return None."""
         self._stopped = True
@@ -357,6 +371,7 @@ class RedisFrontier:
             return None
         lease = Lease(request, host, fingerprint(request))
         self._held.add(lease, rid)
+        self._last_lease.put(host, (rid, self.clock.now()))
         return lease
 
     def _give_back(

@@ -51,7 +51,7 @@ TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_erro
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 5.0
 _LISTEN_S = 1.0  # longest read on the wake-up channel
-_SCRIPTS = "PUSH LEASE RELEASE FINALIZE ABANDON RENEW HOLD CLAIM_SEED SEED_DONE".split()
+_SCRIPTS = "PUSH LEASE RELEASE FINALIZE ABANDON RENEW HOLD REFUND CLAIM_SEED SEED_DONE".split()
 
 
 def _transient(exc: BaseException) -> bool:

@@ -15,6 +15,7 @@ P wait             zset    HOST -> next allowed start: hosts with work and a fre
                            out DOWNLOAD_DELAY or a hold (hosts at their limit are in neither)
 P busy             hash    HOST -> requests in flight (the whole cluster)
 P next             hash    HOST -> when its next request may start
+P charge           hash    HOST -> id of the lease whose delay ``next`` holds (REFUND gives it back)
 P hdelay / pdelay  hash    HOST -> delay override (set_host_delay) / HOST_DELAYS setting
 P leases           zset    id -> lease deadline
 P leased           hash    id -> "worker TAB host TAB priority TAB state"; state L = in flight,
@@ -45,11 +46,14 @@ __all__ = [
     "LEASE",
     "PRIORITY_LIMIT",
     "PUSH",
+    "REFUND",
     "RELEASE",
     "RENEW",
     "SEED_DONE",
     "job_prefix",
 ]
+
+from .prelude import PRELUDE as _PRELUDE
 
 PRIORITY_LIMIT = 2**16
 
@@ -58,135 +62,6 @@ def job_prefix(job: str) -> str:
     """The key prefix of ``job``."""
     return f"crawler:{{{job}}}:"
 
-
-_PRELUDE = """
-local P = KEYS[1]
-local SPAN = 68719476736
-
-local function clock(arg)
-  if arg ~= '' then return tonumber(arg) end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-
-local function split(s)
-  local out = {}
-  for field in string.gmatch(s, '[^\\t]+') do out[#out + 1] = field end
-  return out
-end
-
-local function enqueue(id, host, prio)
-  local seq = redis.call('INCR', P .. 'seq')
-  redis.call('ZADD', P .. 'q:' .. host, -prio * SPAN + seq, id)
-end
-
-local function free_slot(host)
-  if redis.call('HINCRBY', P .. 'busy', host, -1) <= 0 then
-    redis.call('HDEL', P .. 'busy', host)
-  end
-end
-
--- Put HOST in ready, in wait or in neither; 1 if it just became ready.
-local function schedule(host, now, limit)
-  local at = tonumber(redis.call('HGET', P .. 'next', host)) or 0
-  local head = redis.call('ZRANGE', P .. 'q:' .. host, 0, 0, 'WITHSCORES')
-  if #head == 0 or (tonumber(redis.call('HGET', P .. 'busy', host)) or 0) >= limit then
-    redis.call('ZREM', P .. 'ready', host)
-    redis.call('ZREM', P .. 'wait', host)
-    if #head == 0 and at > 0 and at <= now then redis.call('HDEL', P .. 'next', host) end
-    return 0
-  end
-  if at > now then
-    redis.call('ZREM', P .. 'ready', host)
-    redis.call('ZADD', P .. 'wait', at, host)
-    return 0
-  end
-  redis.call('ZREM', P .. 'wait', host)
-  return redis.call('ZADD', P .. 'ready', head[2], host)
-end
-
--- Put a lease back in its host's queue (its holder died or gave it back).
-local function reclaim(id, now, limit)
-  redis.call('ZREM', P .. 'leases', id)
-  local held = redis.call('HGET', P .. 'leased', id)
-  if not held then return end
-  redis.call('HDEL', P .. 'leased', id)
-  local f = split(held)
-  local host, state = f[2], f[4]
-  if state == 'L' then
-    free_slot(host)
-    redis.call('HINCRBY', P .. 'counts', 'in_flight', -1)
-  elseif state == 'D' then
-    redis.call('HINCRBY', P .. 'counts', 'done', -1)
-  else
-    redis.call('HINCRBY', P .. 'counts', 'failed', -1)
-  end
-  redis.call('HINCRBY', P .. 'counts', 'queued', 1)
-  redis.call('HINCRBY', P .. 'counts', 'reclaimed', 1)
-  enqueue(id, host, tonumber(f[3]))
-  schedule(host, now, limit)
-end
-
-local function exhausted()
-  return (tonumber(redis.call('HGET', P .. 'counts', 'queued')) or 0) <= 0
-    and redis.call('ZCARD', P .. 'leases') == 0
-    and redis.call('EXISTS', P .. 'seeding') == 0
-end
-
--- Give back lease ID of WORKER: outcome D done, F failed (final now if FINAL is '1', else at
--- the worker's next flush) or R retry (due in DELAY seconds, stored as DATA).
--- -> 0 not held (it expired and was re-delivered), 1 given back, 2 and its host became ready
-local function release(worker, id, outcome, final, delay, data, now, limit)
-  local held = redis.call('HGET', P .. 'leased', id)
-  if not held then return 0 end
-  local f = split(held)
-  if f[1] ~= worker then return 0 end
-  if f[4] ~= 'L' then return f[4] == outcome and 1 or 0 end  -- sent twice: done already
-  local host, prio = f[2], f[3]
-  free_slot(host)
-  redis.call('HINCRBY', P .. 'counts', 'in_flight', -1)
-  if outcome == 'R' then
-    redis.call('ZREM', P .. 'leases', id)
-    redis.call('HDEL', P .. 'leased', id)
-    redis.call('HSET', P .. 'req', id, data)
-    redis.call('HINCRBY', P .. 'counts', 'queued', 1)
-    -- due at now + delay; queued behind its priority when a lease finds it due
-    local order = string.format('%015d', redis.call('INCR', P .. 'seq'))
-    local member = order .. '\t' .. id .. '\t' .. host .. '\t' .. prio
-    redis.call('ZADD', P .. 'retry', now + math.max(0, delay), member)
-  else
-    redis.call('HINCRBY', P .. 'counts', outcome == 'D' and 'done' or 'failed', 1)
-    if final == '1' then
-      redis.call('ZREM', P .. 'leases', id)
-      redis.call('HDEL', P .. 'leased', id)
-      redis.call('HDEL', P .. 'req', id)
-    else
-      local record = worker .. '\t' .. host .. '\t' .. prio .. '\t' .. outcome
-      redis.call('HSET', P .. 'leased', id, record)
-    end
-  end
-  if schedule(host, now, limit) == 1 or (outcome == 'R' and delay <= 0) then return 2 end
-  return 1
-end
-
--- Releases in ARGV[first..], 4 per lease: id, outcome, delay, data.
--- -> a code per release, then 1 if idle workers should look again (published to all)
-local function release_all(first, worker, final, now, limit)
-  local codes, wake = {}, 0
-  for i = first, #ARGV, 4 do
-    local code = release(worker, ARGV[i], ARGV[i + 1], final, tonumber(ARGV[i + 2]), ARGV[i + 3],
-      now, limit)
-    codes[#codes + 1] = code
-    if code == 2 then wake = 1 end
-  end
-  if #codes > 0 and (wake == 1 or exhausted()) then
-    wake = 1
-    redis.call('PUBLISH', P .. 'wake', 'release')
-  end
-  codes[#codes + 1] = wake
-  return codes
-end
-"""
 
 PUSH = (
     _PRELUDE
@@ -262,7 +137,10 @@ while true do
       redis.call('HINCRBY', P .. 'counts', 'in_flight', 1)
       local d = tonumber(redis.call('HGET', P .. 'hdelay', host))
         or tonumber(redis.call('HGET', P .. 'pdelay', host)) or delay_s
-      if d > 0 then redis.call('HSET', P .. 'next', host, now + d * jitter) end
+      if d > 0 then
+        redis.call('HSET', P .. 'next', host, now + d * jitter)
+        redis.call('HSET', P .. 'charge', host, id)
+      end
       schedule(host, now, limit)
       redis.call('ZADD', P .. 'leases', now + lease_s, id)
       redis.call('HSET', P .. 'leased', id, worker .. '\\t' .. host .. '\\t' .. prio .. '\\tL')
@@ -368,6 +246,7 @@ local at = now + tonumber(ARGV[4])
 if at > (tonumber(redis.call('HGET', P .. 'next', host)) or 0) then
   redis.call('HSET', P .. 'next', host, at)
 end
+redis.call('HDEL', P .. 'charge', host)  -- a hold is never given back
 schedule(host, now, limit)
 return 1
 """
@@ -392,6 +271,21 @@ SEED_DONE = (
 -- ARGV: worker: the start requests are all pushed
 if redis.call('GET', P .. 'seeding') == ARGV[1] then redis.call('DEL', P .. 'seeding') end
 redis.call('PUBLISH', P .. 'wake', 'seeded')
+return 1
+"""
+)
+
+REFUND = (
+    _PRELUDE
+    + """
+-- ARGV: now, limit, host, lease id: the lease used no network; if its delay is still the
+-- host's last one, drop it -> 1 if the host became ready (published to all)
+local now, limit, host = clock(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+if redis.call('HGET', P .. 'charge', host) ~= ARGV[4] then return 0 end
+redis.call('HDEL', P .. 'charge', host)
+redis.call('HDEL', P .. 'next', host)
+if schedule(host, now, limit) == 0 then return 0 end
+redis.call('PUBLISH', P .. 'wake', 'refund')
 return 1
 """
 )

@@ -256,6 +256,11 @@ class SqliteFrontier:
         """Start no request to ``host`` for ``delay_s`` seconds (not persisted)."""
         self.readiness.delay_host(host, self.clock.now() + delay_s)
 
+    async def refund_delay(self, host: str, since: float) -> None:
+        """Give back the delay of a request of ``host`` leased by ``since`` (see DelayRefunds)."""
+        if self.readiness.refund(host, since):
+            self._waiters.wake(1)
+
     async def claim_seed(self) -> bool:
         """True until a ``seed_done`` was written: a crawl killed while seeding seeds again
         (the start requests it did store are refused as duplicates)."""
