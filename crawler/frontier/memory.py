@@ -11,12 +11,12 @@ from ..fingerprint import fingerprint
 from ..request import Request
 from .base import FrontierCounts, Lease, PolitenessPolicy
 from .domains import HostReadiness
-from .waiters import LeaseWaiters
+from .waiters import LeaseWaiters, LocalPoliteness
 
 __all__ = ["MemoryFrontier"]
 
 
-class MemoryFrontier:
+class MemoryFrontier(LocalPoliteness):
     """Frontier held in process memory: per-host priority queues and a fingerprint set."""
 
     def __init__(self, policy: PolitenessPolicy | None = None, clock: Clock | None = None) -> None:
@@ -116,19 +116,6 @@ class MemoryFrontier:
         due = self.clock.now() + delay_s
         heapq.heappush(self._sleeping, (due, next(self._seq), lease.request, lease.fingerprint))
         self._release(lease)
-
-    async def set_host_delay(self, host: str, delay_s: float | None) -> None:
-        """Override the delay between requests to ``host`` (None restores the policy's)."""
-        self.readiness.set_delay(host, delay_s)
-
-    async def hold_host(self, host: str, delay_s: float) -> None:
-        """Start no request to ``host`` for ``delay_s`` seconds."""
-        self.readiness.delay_host(host, self.clock.now() + delay_s)
-
-    async def refund_delay(self, host: str, since: float) -> None:
-        """Give back the delay of a request of ``host`` leased by ``since`` (see DelayRefunds)."""
-        if self.readiness.refund(host, since):
-            self._waiters.wake(1)
 
     async def claim_seed(self) -> bool:
         """A memory frontier always starts empty: seed it."""

@@ -11,8 +11,9 @@ import asyncio
 from collections import deque
 
 from ..clock import Clock, TimerHandle
+from .domains import HostReadiness
 
-__all__ = ["LeaseWaiters"]
+__all__ = ["LeaseWaiters", "LocalPoliteness"]
 
 
 class LeaseWaiters:
@@ -66,3 +67,25 @@ class LeaseWaiters:
         self._timer = None
         self._timer_at = None
         self.wake(1)
+
+
+class LocalPoliteness:
+    """The politeness part of the Frontier protocol for the frontiers of one process (memory,
+    SQLite): host delays and holds live in their ``readiness``, idle workers in ``_waiters``."""
+
+    readiness: HostReadiness
+    clock: Clock
+    _waiters: LeaseWaiters
+
+    async def set_host_delay(self, host: str, delay_s: float | None) -> None:
+        """Override the delay between requests to ``host`` (None restores the policy's)."""
+        self.readiness.set_delay(host, delay_s)
+
+    async def hold_host(self, host: str, delay_s: float) -> None:
+        """Start no request to ``host`` for ``delay_s`` seconds (not persisted)."""
+        self.readiness.delay_host(host, self.clock.now() + delay_s)
+
+    async def refund_delay(self, host: str, since: float) -> None:
+        """Give back the delay of a request of ``host`` leased by ``since`` (see DelayRefunds)."""
+        if self.readiness.refund(host, since):
+            self._waiters.wake(1)

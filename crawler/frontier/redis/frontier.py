@@ -10,15 +10,12 @@ processes on different machines never see a half-done change:
   (``CONCURRENCY_PER_HOST`` holds for the whole cluster), sets the host's next
   allowed start (``DOWNLOAD_DELAY``, one clock for everyone: Redis ``TIME``) and
   records a lease with a deadline ``lease_timeout_s`` ahead.
-- A heartbeat renews this process's leases every ``lease_timeout_s / 3``. When a
-  process dies, its leases expire and the next ``lease`` anywhere re-queues them:
-  a request is never lost between pop and ack, only fetched again (at least once).
-- ``ack`` / ``fail`` / ``retry`` are queued and sent with this process's next
-  ``lease`` (one round trip for both) or, if none comes, right after. They free
-  the host's slot, but an acked request stays leased (state D/F) until this
-  process's next ``flush()``: the engine flushes items first, then the frontier,
-  so a crash never marks a request done whose items were not written. Without a
-  caller, ``flush_interval_s`` flushes on its own.
+- A heartbeat renews this process's leases every ``lease_timeout_s / 3``; a dead
+  process's leases expire and the next ``lease`` anywhere re-queues them (at least once).
+- ``ack`` / ``fail`` / ``retry`` go with this process's next ``lease`` (one round trip)
+  or right after. They free the host's slot, but an acked request stays leased (D/F)
+  until this process's next ``flush()``, which the engine calls after the items are
+  flushed: a crash never marks done a request whose items were not written.
 - The crawl is exhausted for everyone when nothing is queued, delayed or leased
   and nobody is still seeding; every waiting ``lease`` then returns None.
 
@@ -49,7 +46,7 @@ from ..seen import SeenCache
 from . import scripts as lua
 from .link import RedisLink, repeat, safe_url
 from .releases import Releases
-from .status import PublishedStats
+from .status import PublishedStats, read_counts
 from .waiting import PolledWaiters
 
 __all__ = ["RedisFrontier"]
@@ -91,6 +88,8 @@ class RedisFrontier:
         self.clock: Clock = clock or MonotonicClock()
         self.lease_timeout_s = lease_timeout_s
         self.flush_interval_s = flush_interval_s
+        self._final = "1" if flush_interval_s <= 0 else "0"  # acks final at once (no interval)
+        self._seeding_ttl_ms = max(1000, int(lease_timeout_s * 1000))
         self.server_time = server_time
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self._link = RedisLink(url, job)
@@ -348,12 +347,7 @@ class RedisFrontier:
     async def counts(self) -> FrontierCounts:
         """Queued / in flight / done / failed for the whole cluster."""
         await self._releases.send()
-        link = self._link
-        client, key = link.client, link.key("counts")
-        names = ["queued", "in_flight", "done", "failed"]
-        values = await link.do(lambda: client.hmget(key, names))
-        queued, in_flight, done, failed = (int(value or 0) for value in values)
-        return FrontierCounts(queued, in_flight, done, failed)
+        return await read_counts(self._link)
 
     # -- beyond the protocol ------------------------------------------------------------
 
@@ -397,17 +391,8 @@ class RedisFrontier:
             )
 
     @property
-    def _final(self) -> str:
-        """'1' when acks are final at once (no flush interval)."""
-        return "1" if self.flush_interval_s <= 0 else "0"
-
-    @property
     def _limit(self) -> int:
         return self.policy.per_host
-
-    @property
-    def _seeding_ttl_ms(self) -> int:
-        return max(1000, int(self.lease_timeout_s * 1000))
 
     def _now(self) -> str:
         return "" if self.server_time else repr(self.clock.now())

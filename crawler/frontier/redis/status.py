@@ -14,10 +14,20 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from ...errors import ConfigError
+from ..base import FrontierCounts
 from . import scripts as lua
 from .link import RedisLink, safe_url
 
-__all__ = ["ClusterStatus", "PublishedStats", "read_status"]
+__all__ = ["ClusterStatus", "PublishedStats", "read_counts", "read_status"]
+
+
+async def read_counts(link: RedisLink) -> FrontierCounts:
+    """Queued / in flight / done / failed of the whole job, from its ``counts`` hash."""
+    client, key = link.client, link.key("counts")
+    names = ["queued", "in_flight", "done", "failed"]
+    values = await link.do(lambda: client.hmget(key, names))
+    queued, in_flight, done, failed = (int(value or 0) for value in values)
+    return FrontierCounts(queued, in_flight, done, failed)
 
 
 class PublishedStats:

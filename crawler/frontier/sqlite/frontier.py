@@ -29,7 +29,7 @@ from ..base import FrontierCounts, Lease, PolitenessPolicy
 from ..codec import RequestCodec
 from ..domains import HostReadiness
 from ..leases import LeaseBook
-from ..waiters import LeaseWaiters
+from ..waiters import LeaseWaiters, LocalPoliteness
 from . import schema
 from .file import StateFile
 from .retries import DelayedRetries
@@ -42,7 +42,7 @@ logger = get_logger("crawler.frontier")
 _REFILL_CHUNK = 100  # hosts per refill query
 
 
-class SqliteFrontier:
+class SqliteFrontier(LocalPoliteness):
     """Frontier stored in an SQLite file: survives restarts, holds a bounded window in memory.
 
     ``spider`` resolves stored callbacks by name (see :mod:`crawler.frontier.codec`).
@@ -247,19 +247,6 @@ class SqliteFrontier:
             due = self.clock.now() + delay_s
             self._retries.add(row_id, lease.host, due, self._new_id(), data)
             await self._file.flush_if_full()
-
-    async def set_host_delay(self, host: str, delay_s: float | None) -> None:
-        """Override the delay between requests to ``host`` (None restores the policy's)."""
-        self.readiness.set_delay(host, delay_s)
-
-    async def hold_host(self, host: str, delay_s: float) -> None:
-        """Start no request to ``host`` for ``delay_s`` seconds (not persisted)."""
-        self.readiness.delay_host(host, self.clock.now() + delay_s)
-
-    async def refund_delay(self, host: str, since: float) -> None:
-        """Give back the delay of a request of ``host`` leased by ``since`` (see DelayRefunds)."""
-        if self.readiness.refund(host, since):
-            self._waiters.wake(1)
 
     async def claim_seed(self) -> bool:
         """True until a ``seed_done`` was written: a crawl killed while seeding seeds again
