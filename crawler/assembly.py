@@ -68,6 +68,7 @@ def build_processor(
         clock=parts.clock,
         http_cache=parts.http_cache,
         refunds=parts.refunds,
+        hosts=parts.hosts,
     )
     middlewares += load_middlewares(settings.DOWNLOADER_MIDDLEWARES, "DOWNLOADER_MIDDLEWARES")
     middlewares += load_middlewares(spider.middlewares, "spider middlewares")

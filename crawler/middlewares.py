@@ -32,6 +32,7 @@ from .downloader.rotation import BanRules, ProxyPool
 from .errors import FetchError, HttpError, NetworkError, ProxyError
 from .fingerprint import url_fingerprint
 from .frontier.base import DelayRefunds, Frontier, PolitenessPolicy
+from .hostboard import HostBoard
 from .httpcache import HttpCache, HttpCacheMiddleware, cached_fetcher
 from .loglines import get_logger
 from .middleware import (
@@ -78,8 +79,10 @@ class RobotsTxt:
         spider_name: str,
         throttle: AutoThrottle | None,
         policy: PolitenessPolicy,
+        hosts: HostBoard | None = None,
     ) -> None:
         self.robots = robots
+        self.hosts = hosts
         self.frontier = frontier
         self.stats = stats
         self.spider_name = spider_name
@@ -104,7 +107,10 @@ class RobotsTxt:
                 # Leased before the Crawl-delay was known: queue it again to be spaced out.
                 self.stats.inc("robots/requeued")
                 raise EndRequest(Retry(0.0, "robots_delay", counted=False))
-            return await call_next(request)
+            response = await call_next(request)
+            if verdict.delay_s and self.hosts is not None:  # why the host's next request waits
+                self.hosts.waiting(host, f"crawl-delay {verdict.delay_s:g}s", verdict.delay_s)
+            return response
         if kind is Verdict.DISALLOWED:
             self.stats.inc("robots/disallowed")
             logger.debug("[%s] robots.txt disallows %s", self.spider_name, request.url)
@@ -247,8 +253,10 @@ class ProxyRotation:
         downloader: Downloader,
         stats: Stats,
         spider_name: str,
+        hosts: HostBoard | None = None,
     ) -> None:
         self.pool = pool
+        self.hosts = hosts
         self.bans = bans
         self.downloader = downloader
         self.stats = stats
@@ -266,6 +274,8 @@ class ProxyRotation:
                 error = ProxyError(f"every proxy is retired; cannot fetch {request.url}")
                 raise EndRequest(Failed(error.kind, error))
             self.stats.inc("proxies/waits")  # every proxy is cooling down here: wait
+            if self.hosts is not None:
+                self.hosts.waiting(request.host, "every proxy cooling down (bans)", wait_s)
             raise EndRequest(Retry(wait_s, "proxy_wait", counted=False))
         request.proxy = proxy  # for this attempt only
         try:
@@ -313,10 +323,12 @@ def builtin_middlewares(
     clock: Clock | None = None,
     http_cache: HttpCache | None = None,
     refunds: DelayRefunds | None = None,
+    hosts: HostBoard | None = None,
 ) -> list[DownloaderMiddleware]:
     """The built-ins the settings enable, outermost first (see the module docstring).
 
-    ``refunds``: the frontier a cache hit gives its host's delay back to.
+    ``refunds``: the frontier a cache hit gives its host's delay back to. ``hosts``: the
+    progress display's host board, told why a host waits (crawl-delay, proxies resting).
     """
     clock = clock or MonotonicClock()
     throttle = None
@@ -330,7 +342,7 @@ def builtin_middlewares(
         )
     chain: list[DownloaderMiddleware] = []
     if robots is not None:
-        chain.append(RobotsTxt(robots, frontier, stats, spider.name, throttle, policy))
+        chain.append(RobotsTxt(robots, frontier, stats, spider.name, throttle, policy, hosts))
     chain += [StatusFilter(spider.handle_httpstatus_list), Redirects(frontier, stats)]
     if http_cache is not None:
         chain.append(HttpCacheMiddleware(http_cache, stats, clock, refunds))
@@ -343,7 +355,7 @@ def builtin_middlewares(
         bans = BanRules.build(
             settings.BAN_STATUS_CODES, settings.BAN_BODY_PATTERNS, settings.BAN_ON_NETWORK_ERROR
         )
-        chain.append(ProxyRotation(proxies, bans, downloader, stats, spider.name))
+        chain.append(ProxyRotation(proxies, bans, downloader, stats, spider.name, hosts))
     return chain
 
 

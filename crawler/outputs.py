@@ -9,6 +9,7 @@ of the callback's run, so the worker stops the crawl without acking the request.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -219,6 +220,8 @@ class OutputRouter:
             self._item_failed(exc, run)
             return
         self.stats.inc("items")
+        if logger.isEnabledFor(logging.DEBUG):  # -L DEBUG: one bounded line per item
+            logger.debug("[%s] item from %s: %.300r", self.spider.name, run.request.url, item)
 
     def _item_failed(self, exc: ItemFailed, run: _Run) -> None:
         """A pipeline raised on this item: drop it, count it, log it (with a traceback once)."""

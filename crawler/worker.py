@@ -216,7 +216,9 @@ class RequestProcessor:
                 if outcome.counted:
                     self._count_retry(lease.request, outcome.delay_s, outcome.reason)
                 if type(outcome) is HoldHost:
-                    self.hosts.waiting(lease.host, f"held ({outcome.reason})", outcome.delay_s)
+                    if outcome.counted:  # a server's Retry-After or back-off (robots says its own)
+                        why = f"server asked to wait ({outcome.reason})"
+                        self.hosts.waiting(lease.host, why, outcome.delay_s)
                     await frontier.hold_host(lease.host, outcome.delay_s)
                 await frontier.retry(lease, outcome.delay_s)
             else:

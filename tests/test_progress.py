@@ -8,6 +8,8 @@ read from the child's stderr, so they wait for output, never for time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import pty
 import re
@@ -15,6 +17,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from rich.console import Console
 
@@ -263,3 +266,67 @@ async def test_quiet_turns_progress_off(tmp_path: Path) -> None:
     assert code == 0, shown
     assert "in flight" not in shown and "queued" not in shown
     assert re.search(r"pages +2 \(", shown), shown  # the summary is still shown
+
+
+async def test_debug_logs_one_line_per_response_and_per_item(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from conftest import run_spider
+    from engine_peers import LinkSpider
+
+    pages = {"a.test": {"/": html_page("Home", ["/b"]), "/b": html_page("B")}}
+    async with SiteServer(pages) as server:
+        with caplog.at_level(logging.DEBUG, logger="crawler"):
+            await run_spider(LinkSpider(start_urls=[server.url("a.test")]), server)
+    lines = [r.getMessage() for r in caplog.records]
+    home, b = server.url("a.test"), server.url("a.test", "/b")
+    fetched = [line for line in lines if " fetched " in line]
+    assert len(fetched) == 2, lines
+    assert re.fullmatch(
+        rf"\[links\] fetched 200 GET {re.escape(home)}, \d+ bytes in \d+ ms", fetched[0]
+    )
+    assert re.fullmatch(
+        rf"\[links\] fetched 200 GET {re.escape(b)} \(from {re.escape(home)}\), \d+ bytes in \d+ ms",
+        fetched[1],
+    )
+    items = [line for line in lines if " item from " in line]
+    assert len(items) == 2 and items[0].startswith(f"[links] item from {home}: {{'url'")
+
+
+async def test_waits_for_crawl_delay_and_retry_after_reach_the_host_board() -> None:
+    from conftest import build_settings
+
+    from crawler import Crawler
+
+    async def busy(request: web.Request) -> web.Response:
+        return web.Response(status=503, headers={"Retry-After": "120"})
+
+    pages = {
+        "a.test": {
+            "/": html_page("Home", ["/b"]),
+            "/b": html_page("B"),
+            "/robots.txt": "User-agent: *\nCrawl-delay: 7\n",
+        },
+        "c.test": {"/": busy},
+    }
+    async with SiteServer(pages) as server:
+        from engine_peers import LinkSpider
+
+        spider = LinkSpider(start_urls=[server.url("a.test"), server.url("c.test")])
+        clock = ManualClock()
+        settings = build_settings(spider, server, ROBOTSTXT_OBEY=True, RETRY_TIMES=1)
+        crawler = Crawler(spider, settings, clock=clock)
+        task = asyncio.create_task(crawler.run())
+        seen: dict[str, str] = {}
+        async with asyncio.timeout(GUARD_S):
+            while not task.done():
+                for wait in crawler.hosts.waits():
+                    seen.setdefault(wait.host, wait.reason)
+                if {"a.test", "c.test"} <= set(seen):
+                    break
+                await clock.advance(1)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert seen["a.test"] == "crawl-delay 7s"
+    assert seen["c.test"].startswith("server asked to wait (")
