@@ -41,6 +41,7 @@ from .errors import (
     TlsError,
     TooManyRedirects,
 )
+from .linkextractor import Link, LinkExtractor
 from .middleware import DownloaderMiddleware
 from .pipeline import ItemPipeline, item_key
 from .request import Request
@@ -61,6 +62,8 @@ __all__ = [
     "HttpError",
     "InvalidRequest",
     "ItemPipeline",
+    "Link",
+    "LinkExtractor",
     "NetworkError",
     "OutputError",
     "ProxyError",

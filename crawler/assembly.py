@@ -24,6 +24,7 @@ from .robots import RobotsCache
 from .settings import Settings
 from .spider import Spider
 from .stats import Stats
+from .urlfilter import UrlFilter
 from .worker import RequestProcessor
 
 __all__ = ["CrawlParts", "build_processor"]
@@ -48,6 +49,7 @@ class CrawlParts:
     refunds: DelayRefunds | None = None
     conditional: DownloaderMiddleware | None = None
     barrier: ItemBarrier | None = None
+    url_filter: UrlFilter | None = None  # built once per crawl (Crawler.__init__)
 
 
 def build_processor(
@@ -69,6 +71,7 @@ def build_processor(
         http_cache=parts.http_cache,
         refunds=parts.refunds,
         hosts=parts.hosts,
+        url_filter=parts.url_filter,
     )
     middlewares += load_middlewares(settings.DOWNLOADER_MIDDLEWARES, "DOWNLOADER_MIDDLEWARES")
     middlewares += load_middlewares(spider.middlewares, "spider middlewares")
@@ -83,4 +86,7 @@ def build_processor(
         max_links=settings.MAX_LINKS_PER_RESPONSE,
         barrier=parts.barrier,
         hosts=parts.hosts,
+        follow_binary_links=settings.FOLLOW_BINARY_LINKS,
+        clock=parts.clock,
+        url_filter=parts.url_filter,
     )

@@ -32,6 +32,7 @@ from .settings import Settings
 from .spider import Spider
 from .stats import Stats
 from .supervisor import CHECKPOINT_FAILED, OUTPUT_FAILED, Failure, Supervisor
+from .urlfilter import UrlFilter
 from .worker import PageBudget, RequestProcessor, StopConditions
 
 __all__ = ["CrawlResult", "Crawler"]
@@ -75,15 +76,18 @@ class Crawler:
         self.stats = Stats()
         self.hosts = HostBoard(self.clock)
         self.progress: ProgressView = progress or LogProgress(self.settings.PROGRESS_INTERVAL)
-        self.policy = PolitenessPolicy(
-            per_host=self.settings.CONCURRENCY_PER_HOST,
-            delay_s=self.settings.DOWNLOAD_DELAY,
-            jitter=self.settings.DOWNLOAD_DELAY_JITTER,
-            host_delays={h.lower(): d for h, d in self.settings.HOST_DELAYS.items()},
-        )
+        self.policy = PolitenessPolicy.from_settings(self.settings)
         self.frontier: Frontier = frontier or make_frontier(
             self.settings, spider, self.policy, self.clock
         )
+        self._supervisor = Supervisor(
+            spider.name,
+            self._on_failure,
+            self.settings.CHECKPOINT_INTERVAL,
+            self.progress.interval_s,
+            self.clock,
+        )
+        self._supervisor.watch_frontier(self.frontier, self.settings.REDIS_UNAVAILABLE_TIMEOUT)
         # Cache hits give their host's delay back; no ack passes there, so not via the gate.
         self._refunds = self.frontier if isinstance(self.frontier, DelayRefunds) else None
         if http_cache is None and self.settings.HTTPCACHE_ENABLED:
@@ -109,18 +113,12 @@ class Crawler:
         self._workers: list[asyncio.Task[None]] = []
         self._budget: PageBudget | None = None
         self._limits = StopConditions()
-        self._supervisor = Supervisor(
-            spider.name,
-            self._on_failure,
-            self.settings.CHECKPOINT_INTERVAL,
-            self.progress.interval_s,
-            self.clock,
-        )
         self._finish_reason: str | None = None
         self._force_timer: TimerHandle | None = None
         self.downloader: Downloader | None = None
         self.robots: RobotsCache | None = None
         self.proxies = ProxyPool.from_settings(self.settings, self.clock)
+        self.url_filter = UrlFilter.build(spider, self.settings)  # a bad regex fails here
 
     def request_stop(self, reason: str = "interrupted", force: bool = False) -> None:
         """Stop taking new requests; in-flight ones get ``SHUTDOWN_TIMEOUT`` seconds.
@@ -195,6 +193,8 @@ class Crawler:
                 await stack.enter_async_context(self.http_cache)
             downloader = await stack.enter_async_context(Downloader(options, self.clock))
             self.downloader = downloader
+            direct = robots_fetcher(downloader, self.proxies)  # e.g. the files pipeline's
+            self.pipelines.use_downloader(direct, settings, self.clock, self.stats)
             spider.use_cookie_lookup(downloader.sessions.cookies_for)
             if state is not None:
                 restored = await state.restore_cookies(downloader.sessions)
@@ -263,6 +263,7 @@ class Crawler:
             refunds=self._refunds,
             conditional=self.conditional,
             barrier=self._gate.items if self._gate is not None else None,
+            url_filter=self.url_filter,
         )
         return build_processor(parts, self.middlewares)
 
@@ -392,5 +393,6 @@ class Crawler:
 
     async def _report_progress(self) -> None:
         counts = await self.frontier.counts()
-        snapshot = Progress.of(self.spider.name, self.stats, counts, self.clock, self.hosts)
+        notes = self._supervisor.notes()  # e.g. "waiting for Redis (since 12:03:04)"
+        snapshot = Progress.of(self.spider.name, self.stats, counts, self.clock, self.hosts, notes)
         self.progress.show(snapshot)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -47,8 +48,14 @@ __all__ = [
     "Outcome",
     "Retry",
     "build_chain",
+    "lease_started",
     "load_middlewares",
 ]
+
+lease_started: ContextVar[float] = ContextVar("lease_started")
+"""The crawl-clock time the request being handled was leased (set by the worker for each
+request): a middleware that answers without the network (the HTTP cache) gives its host's
+delay back to the frontier only if no request of that host started after it."""
 
 Handler = Callable[[Request], Awaitable[Response]]
 

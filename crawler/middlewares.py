@@ -53,6 +53,7 @@ from .settings import Settings
 from .spider import Spider
 from .stats import Stats
 from .throttle import AutoThrottle
+from .urlfilter import UrlFilter
 
 __all__ = [
     "AutoThrottled",
@@ -158,16 +159,31 @@ class StatusFilter:
 
 
 class Redirects:
-    """A redirect the downloader refused to follow (offsite), or to a page seen before, is done."""
+    """A redirect the downloader refused to follow (offsite, or refused by the URL patterns,
+    ``filtered/url_pattern``), or to a page seen before, is done."""
 
-    def __init__(self, frontier: Frontier, stats: Stats) -> None:
+    def __init__(
+        self,
+        frontier: Frontier,
+        stats: Stats,
+        url_filter: UrlFilter | None = None,
+        spider_name: str = "",
+    ) -> None:
         self.frontier = frontier
         self.stats = stats
+        self.url_filter = url_filter
+        self.spider_name = spider_name
 
     async def handle(self, request: Request, call_next: Handler) -> Response:
-        """Fetch, then end offsite and duplicate redirects."""
+        """Fetch, then end offsite, filtered and duplicate redirects."""
         response = await call_next(request)
         status = response.status
+        url_filter = self.url_filter
+        if url_filter is not None and request.allow_redirects:
+            refused = url_filter.refused_redirect(response)
+            if refused is not None:
+                url_filter.refuse(refused, self.stats, self.spider_name, "redirect to ")
+                raise EndRequest(DONE)
         if 300 <= status < 400 and status != 304 and request.allow_redirects:
             # The downloader refused to follow: the target is offsite (or unusable).
             self.stats.inc("offsite")
@@ -324,6 +340,7 @@ def builtin_middlewares(
     http_cache: HttpCache | None = None,
     refunds: DelayRefunds | None = None,
     hosts: HostBoard | None = None,
+    url_filter: UrlFilter | None = None,
 ) -> list[DownloaderMiddleware]:
     """The built-ins the settings enable, outermost first (see the module docstring).
 
@@ -343,7 +360,10 @@ def builtin_middlewares(
     chain: list[DownloaderMiddleware] = []
     if robots is not None:
         chain.append(RobotsTxt(robots, frontier, stats, spider.name, throttle, policy, hosts))
-    chain += [StatusFilter(spider.handle_httpstatus_list), Redirects(frontier, stats)]
+    chain += [
+        StatusFilter(spider.handle_httpstatus_list),
+        Redirects(frontier, stats, url_filter, spider.name),
+    ]
     if http_cache is not None:
         chain.append(HttpCacheMiddleware(http_cache, stats, clock, refunds))
     chain.append(Retries(RetryPolicy.from_settings(settings)))

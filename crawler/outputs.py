@@ -1,7 +1,10 @@
 """What a callback produces: requests go to the frontier, items through the pipelines.
 
 An item that one pipeline refuses (``DropItem``) or fails on (any other
-exception) is dropped, counted and logged, and the crawl goes on. An
+exception), or that fails its own validation (crawler/validation.py: also when
+the callback raises the error while building it), is dropped, counted and
+logged, and the crawl goes on. Every request passes the URL filters
+(crawler/urlfilter.py) before the frontier's de-duplication. An
 :class:`~crawler.errors.OutputError` is not about one item: it propagates, out
 of the callback's run, so the worker stops the crawl without acking the request.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from types import EllipsisType
 from typing import Any, TypeVar
 
 import orjson
@@ -20,12 +24,14 @@ from .checkpoint import ItemBarrier
 from .errors import CrawlerError, DropItem, InvalidRequest, OutputError
 from .fingerprint import fingerprint
 from .frontier.base import CheckpointMarks, Frontier
-from .loglines import get_logger
+from .loglines import get_logger, short_url
 from .pipeline import ItemFailed, PipelineChain
 from .request import Request
 from .response import Response
 from .spider import Spider
 from .stats import Stats
+from .urlfilter import UrlFilter
+from .validation import InvalidItem, invalid_item
 
 __all__ = ["OffsitePolicy", "OutputRouter", "bad_output", "for_each_output"]
 
@@ -116,7 +122,10 @@ class OutputRouter:
         stats: Stats,
         depth_limit: int,
         barrier: ItemBarrier | None = None,
+        url_filter: UrlFilter | EllipsisType | None = ...,
     ) -> None:
+        """``url_filter``: the crawl's (``UrlFilter.build(spider, settings)``, built once by
+        the caller); ``...`` builds it from the spider's ``allow_urls``/``deny_urls`` only."""
         self.spider = spider
         self.frontier = frontier
         self.pipelines = pipelines
@@ -124,6 +133,7 @@ class OutputRouter:
         self.depth_limit = depth_limit
         self.barrier = barrier
         self.offsite = OffsitePolicy(spider.allowed_domains)
+        self.url_filter = UrlFilter.build(spider) if url_filter is ... else url_filter
         self._custom_key = type(spider).item_key is not Spider.item_key
         self._traced: set[tuple[str, type[BaseException]]] = set()  # traceback logged once
 
@@ -166,6 +176,12 @@ class OutputRouter:
         except OutputError:
             raise
         except Exception as exc:
+            invalid = invalid_item(exc)
+            if invalid is not None:  # raised while building an item: that item is dropped
+                self._invalid(
+                    invalid, run, " (the callback stopped there: its later outputs are lost)"
+                )
+                return
             self.stats.inc("callback_errors")
             self.stats.inc(f"callback_errors/{type(exc).__name__}")
             name = getattr(callback, "__qualname__", repr(callback))
@@ -210,6 +226,9 @@ class OutputRouter:
         key = self._key(item, run)
         try:
             await self.pipelines.process(item, self.spider, key)
+        except InvalidItem as exc:
+            self._invalid(exc, run)
+            return
         except DropItem as exc:
             self.stats.inc("items_dropped")
             logger.debug(
@@ -222,6 +241,28 @@ class OutputRouter:
         self.stats.inc("items")
         if logger.isEnabledFor(logging.DEBUG):  # -L DEBUG: one bounded line per item
             logger.debug("[%s] item from %s: %.300r", self.spider.name, run.request.url, item)
+
+    def _invalid(self, exc: InvalidItem, run: _Run, note: str = "") -> None:
+        """An item failed its own validation: one line naming the field(s) and value(s)."""
+        self.stats.inc("items_dropped/validation")
+        logger.warning(
+            "[%s] invalid item from %s dropped: %.400s%s",
+            self.spider.name,
+            short_url(run.request.url),
+            exc,
+            note,
+        )
+
+    def follows(self, target: Request) -> bool:
+        """Whether a redirect to ``target`` may be followed: onsite, and past the URL filters.
+
+        The downloader asks before it sends the hop; the Redirects middleware counts a
+        refused one (crawler/middlewares.py).
+        """
+        url_filter = self.url_filter
+        return self.offsite.allows(target.host) and (
+            url_filter is None or url_filter.allows(target.url)
+        )
 
     def _item_failed(self, exc: ItemFailed, run: _Run) -> None:
         """A pipeline raised on this item: drop it, count it, log it (with a traceback once)."""
@@ -250,6 +291,9 @@ class OutputRouter:
         spider, frontier = self.spider, self.frontier
         if not await frontier.claim_seed():
             logger.info("[%s] resuming: start requests were queued before", spider.name)
+            # For `crawl run`'s exit code: this process had no start requests of its own
+            # to fetch; an empty run here is not a crawl that fetched nothing.
+            self.stats.set_value("seeded_here", False)
             for host in await _saved_start_hosts(frontier, spider):
                 trust_host(host)
             return
@@ -281,7 +325,7 @@ class OutputRouter:
         await frontier.seed_done()
 
     async def push(self, requests: Sequence[Request], parent: Request | None) -> None:
-        """Send requests to the frontier, dropping offsite and too-deep ones (counted)."""
+        """Send requests to the frontier, dropping offsite, too-deep and filtered ones (counted)."""
         depth = parent.depth + 1 if parent is not None else 0
         limit = self.depth_limit
         keep = []
@@ -290,7 +334,7 @@ class OutputRouter:
         for child in requests:
             if parent is not None:
                 child.depth = depth
-                child._referer = referer
+                child.referer = referer
                 if limit and depth > limit:
                     self.stats.inc("depth_dropped")
                     continue
@@ -298,6 +342,10 @@ class OutputRouter:
                 self.stats.inc("offsite")
                 continue
             keep.append(child)
+        url_filter = self.url_filter  # the one test per batch when no filter is set
+        if url_filter is not None and keep:
+            name, stats = self.spider.name, self.stats
+            keep = [child for child in keep if url_filter.check(child.url, stats, name)]
         if not keep:
             return
         accepted = await self.frontier.push(keep)

@@ -1,20 +1,44 @@
-"""Item pipelines: the ItemPipeline Protocol and the chain that runs them in order."""
+"""Item pipelines: the ItemPipeline Protocol and the chain that runs them in order.
+
+The chain also checks items that validate themselves (crawler/validation.py): one
+whose class asks for it is validated again before the first pipeline, and a
+validation error raised while a pipeline changes an item (pydantic's
+``validate_assignment``, attrs' on-setattr validators) drops it as invalid
+(``items_dropped/validation``), not as a pipeline failure.
+"""
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from .clock import Clock, sleep
 from .errors import CrawlerError, DropItem, OutputError, SettingsError
 from .loglines import get_logger
+from .retry import RetryPolicy
+from .storage import DatabaseKind, open_database
+from .validation import invalid_item, revalidator
+
+if TYPE_CHECKING:  # only for annotations (some of these modules import this one)
+    from pathlib import Path
+
+    import aiosqlite
+
+    from .request import Request
+    from .response import Response
+    from .settings import Settings
+    from .stats import Stats
 
 __all__ = [
     "CheckpointedOutput",
+    "DownloaderAccess",
     "ItemFailed",
     "ItemPipeline",
+    "NeedsDownloader",
     "PipelineChain",
     "item_key",
     "load_object",
@@ -78,6 +102,54 @@ class CheckpointedOutput(Protocol):
         cuts back to ``position`` and raises :class:`~crawler.errors.OutputError`
         if the output is shorter than ``position`` or was replaced.
         """
+
+
+@dataclass(frozen=True, slots=True)
+class DownloaderAccess:
+    """What a pipeline that downloads (e.g. the files of items) gets from the crawl.
+
+    ``fetch(request)`` sends ``request`` at once through the crawl's Downloader: its
+    per-domain sessions and cookies, the crawl's proxy choice, the size and time caps
+    and the private-network guard. No frontier and no middlewares are involved (an item
+    must not wait for a worker: the workers may all be waiting for items), so the
+    pipeline applies politeness and retries itself, with the crawl's ``settings``,
+    ``retry`` rules (RETRY_*) and clock (:meth:`sleep`). ``stats`` is the crawl's
+    counter store. Built-in pipelines may import only the public API: what else they
+    need from the crawl comes through here (e.g. :meth:`open_database`).
+    """
+
+    fetch: Callable[[Request], Awaitable[Response]]
+    settings: Settings
+    clock: Clock
+    stats: Stats
+    retry: RetryPolicy
+
+    async def sleep(self, delay_s: float) -> None:
+        """Wait ``delay_s`` seconds of the crawl's clock."""
+        await sleep(self.clock, delay_s)
+
+    async def open_database(self, path: Path, **kind: Any) -> aiosqlite.Connection:
+        """Open or create one of our SQLite files (``crawler.storage.open_database``).
+
+        ``kind`` are the fields of a :class:`crawler.storage.DatabaseKind` (noun,
+        application_id, version, schema, tables, remedy); missing folders are created.
+        Raises ConfigError for a file that is not of that kind, or is locked.
+        """
+        return await open_database(
+            path, DatabaseKind(**kind), busy_timeout_s=5.0, make_parents=True
+        )
+
+
+@runtime_checkable
+class NeedsDownloader(Protocol):
+    """A pipeline that downloads (optional capability).
+
+    The engine calls :meth:`use_downloader` once, as soon as its Downloader is open and
+    before ``open(spider)``, so ``open`` can check the settings it reads.
+    """
+
+    def use_downloader(self, access: DownloaderAccess) -> None:
+        """Keep ``access`` for the crawl (it is valid until the pipelines are closed)."""
 
 
 def load_object(spec: Any, setting: str) -> Any:
@@ -160,6 +232,8 @@ class PipelineChain:
         self.pipelines = [load_pipeline(p) for p in pipelines]
         self._process = [p.process_item for p in self.pipelines]
         self._opened: list[Any] = []
+        # Per item class: what validates it again before the pipelines (None: nothing).
+        self._checks: dict[type, Callable[[Any], Any] | None] = {dict: None}
 
     def resume_at(self, positions: Mapping[str, Any], resuming: bool) -> None:
         """Before :meth:`open`: hand every :class:`CheckpointedOutput` its saved position.
@@ -176,6 +250,21 @@ class PipelineChain:
                     raise
                 except Exception as exc:
                     raise _output_error(pipeline, "resume", exc) from exc
+
+    def use_downloader(
+        self,
+        fetch: Callable[[Request], Awaitable[Response]],
+        settings: Settings,
+        clock: Clock,
+        stats: Stats,
+    ) -> None:
+        """Hand every :class:`NeedsDownloader` pipeline a :class:`DownloaderAccess`."""
+        access = DownloaderAccess(
+            fetch, settings, clock, stats, RetryPolicy.from_settings(settings)
+        )
+        for pipeline in self.pipelines:
+            if isinstance(pipeline, NeedsDownloader):
+                pipeline.use_downloader(access)
 
     def positions(self) -> dict[str, Any]:
         """``durable_position()`` of every opened :class:`CheckpointedOutput`, by ``output_id()``.
@@ -199,13 +288,21 @@ class PipelineChain:
     async def process(self, item: Any, spider: Any, key: str | None = None) -> Any:
         """The item after every pipeline.
 
-        Raises DropItem if one drops it, OutputError if an output cannot write, and
-        :class:`ItemFailed` if one raises anything else. ``key`` is what
-        :func:`item_key` returns while the pipelines run.
+        Raises DropItem if one drops it (:class:`~crawler.validation.InvalidItem` if the
+        item fails its own validation, before or while a pipeline changes it), OutputError
+        if an output cannot write, and :class:`ItemFailed` if one raises anything else.
+        ``key`` is what :func:`item_key` returns while the pipelines run.
         """
         _current_item_key.set(key)
+        cls = type(item)
+        try:
+            check = self._checks[cls]
+        except KeyError:
+            check = self._checks[cls] = revalidator(cls)
         process = None
         try:
+            if check is not None:
+                item = check(item)
             for process in self._process:
                 item = process(item, spider)
                 if inspect.isawaitable(item):
@@ -215,6 +312,9 @@ class PipelineChain:
         except (DropItem, OutputError):
             raise
         except Exception as exc:
+            invalid = invalid_item(exc)
+            if invalid is not None:
+                raise invalid from exc
             pipeline = getattr(process, "__self__", process)
             raise ItemFailed(output_name(pipeline), exc) from exc
         return item

@@ -81,10 +81,11 @@ _SAME_MEANING = {
 
 # Scrapy-only names that nothing here reads: the hint says what to write instead.
 _UNREAD = {
-    "rules": "rules need a CrawlSpider, which crawler does not have: they do nothing here;"
-    " follow links in parse with response.follow_all(css=..., callback=...)",
-    "parse_start_url": "parse_start_url() is CrawlSpider's hook and is never called here:"
-    " the start responses go to parse()",
+    "rules": "rules need a CrawlSpider: on a plain Spider they do nothing; subclass"
+    " crawler.spiders.RuleSpider (from crawler.spiders import Rule, RuleSpider;"
+    " from crawler import LinkExtractor)",
+    "parse_start_url": "parse_start_url() is CrawlSpider's hook and is never called on a plain"
+    " Spider: the start responses go to parse(); subclass crawler.spiders.RuleSpider",
     "http_user": "http_user/http_pass are not read here: put the credentials in the start URL"
     " (http://user:pass@host/, sent to that origin only) or in headers = {'Authorization': ...}",
     "from_crawler": "from_crawler() is never called here (spiders get no crawler object):"
@@ -229,8 +230,15 @@ def porting_hints(spider: Spider) -> list[str]:
             "sitemap_urls/sitemap_rules need a sitemap spider: subclass"
             " crawler.spiders.sitemap.SitemapSpider (crawl run sitemap -a sitemap_urls=...)"
         )
+    if _read_by_ours(cls, "rules") and user_method(cls, "parse"):
+        hints.append(
+            "parse() replaces RuleSpider's, which applies the rules: the start responses skip"
+            " them; put start-page code in parse_start_url(self, response) instead"
+        )
     seen = set()
     for attr, hint in _UNREAD.items():
+        if _read_by_ours(cls, attr):  # a base class of ours reads it (RuleSpider: rules)
+            continue
         if hint not in seen and (user_defined(cls, attr) or attr in instance):
             seen.add(hint)
             hints.append(hint)
@@ -241,6 +249,13 @@ def log_porting_hints(spider: Spider) -> None:
     """Log :func:`porting_hints` as warnings, one line each (the engine calls it once)."""
     for hint in porting_hints(spider):
         logger.warning("[%s] %s", spider.name, hint)
+
+
+def _read_by_ours(cls: type, name: str) -> bool:
+    """True if one of our classes in ``cls``'s bases defines ``name``: it reads it."""
+    return any(
+        name in klass.__dict__ and klass.__module__.startswith("crawler.") for klass in cls.__mro__
+    )
 
 
 def _custom_settings_hint(cls: Any) -> str:

@@ -43,9 +43,15 @@ class Progress:
 
     @classmethod
     def of(
-        cls, spider: str, stats: Stats, counts: FrontierCounts, clock: Clock, hosts: HostBoard
+        cls,
+        spider: str,
+        stats: Stats,
+        counts: FrontierCounts,
+        clock: Clock,
+        hosts: HostBoard,
+        notes: list[str] | None = None,
     ) -> Progress:
-        """The snapshot of a running crawl: its stats, frontier counts and host board."""
+        """The snapshot of a running crawl: its stats, frontier counts, host board and notes."""
         return cls(
             spider,
             stats.counters,
@@ -57,6 +63,7 @@ class Progress:
             hosts.busiest(),
             hosts.slowest(),
             hosts.waits(),
+            notes or [],
         )
 
     def count(self, key: str) -> int:
@@ -143,7 +150,15 @@ class LiveProgress:
         self.interval_s = interval_s
         self.console = console or Console(stderr=True)
         # auto_refresh off: the engine's snapshots drive the redraws, no extra thread.
-        self._live = Live(console=self.console, auto_refresh=False, transient=False)
+        # transient: the summary table replaces the last panel; no redirection: a callback's
+        # print() must reach stdout (e.g. `-o -` piped), not the panel.
+        self._live = Live(
+            console=self.console,
+            auto_refresh=False,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         self._started = False
 
     def show(self, progress: Progress) -> None:

@@ -112,8 +112,9 @@ class Request:
     _url: URL = field(init=False, repr=False)
     # The Authorization value taken from the URL's userinfo: scoped to that origin by replace().
     _url_auth: str | None = field(default=None, init=False, repr=False)
-    # The URL of the page whose callback made this request (for logs; never sent).
-    _referer: str | None = field(default=None, init=False, repr=False)
+    # The URL of the page whose callback made this request (None for start requests): shown
+    # in -L DEBUG lines; never sent, and not kept by a persistent or shared frontier.
+    referer: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         url = parse_url(self.url)
@@ -203,20 +204,11 @@ class Request:
         request.allow_redirects = True
         request.depth = 0
         request._url_auth = None
-        request._referer = None
+        request.referer = None
         if url.raw_user is not None or url.raw_password is not None:
             request._url = request._take_credentials(url)  # rare: not worth a slower hot path
             request.url = str(request._url)
         return request
-
-    @property
-    def referer(self) -> str | None:
-        """The URL of the page whose callback made this request (None for start requests).
-
-        Shown in ``-L DEBUG`` lines; not sent as a header, and not kept by a persistent
-        or shared frontier.
-        """
-        return self._referer
 
     def replace(self, **changes: Any) -> Request:
         """Return a copy with some fields changed (the URL is re-validated).
@@ -227,8 +219,8 @@ class Request:
         """
         values = {
             name: getattr(self, name)
-            for name in self.__dataclass_fields__
-            if not name.startswith("_")
+            for name, spec in self.__dataclass_fields__.items()
+            if spec.init
         }
         values["meta"] = dict(self.meta)
         values.update(changes)

@@ -16,6 +16,7 @@ from w3lib.encoding import html_to_unicode
 from yarl import URL
 
 from .errors import InvalidRequest
+from .linkextractor import IGNORED_EXTENSIONS
 from .loglines import get_logger, short_url
 from .nesting import cap_nesting
 from .porting import check_request_kwargs, css_error, make_selector, selector_href
@@ -51,11 +52,13 @@ class ResponseLimits:
 
     ``max_links``: links ``follow_all()`` looks at per response (0 = unlimited);
     refusals are counted in ``stats`` and logged with ``spider``'s name.
+    ``skip_binary``: links to binary files are not followed (FOLLOW_BINARY_LINKS off).
     """
 
     max_links: int = 0
     stats: Stats | None = None
     spider: str = ""
+    skip_binary: bool = True
 
 
 _UNLIMITED = ResponseLimits()
@@ -76,6 +79,7 @@ class Response:
 
     __slots__ = (
         "_base",
+        "_binary",
         "_dropped",
         "_encoding",
         "_links",
@@ -125,6 +129,7 @@ class Response:
         self._base: URL | None = None
         self._links = 0  # links follow_all() has looked at
         self._dropped = 0  # links it refused (over limits.max_links)
+        self._binary: set[str] | None = None  # binary links skipped (each counted once)
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.url}>"
@@ -250,7 +255,9 @@ class Response:
         """``response.sel.xpath(query)``: a parsel SelectorList (``.get()``, ``.getall()``...)."""
         return self.sel.xpath(query, **kwargs)
 
-    def _base_url(self) -> URL:
+    @property
+    def base_url(self) -> URL:
+        """The URL relative links resolve against: ``<base href>`` if the page has one."""
         if self._base is None:
             self._base = self._url
             # <base> lives in <head>: scan only up to <body> (cheap), however long <head> is.
@@ -267,12 +274,24 @@ class Response:
 
     def urljoin(self, href: str) -> str:
         """Resolve ``href`` against this page's URL (honouring ``<base href>``)."""
-        return str(self._base_url().join(URL(href.strip())))
+        return str(self.base_url.join(URL(href.strip())))
+
+    def note_binary_link(self, url: str) -> None:
+        """Count ``url`` as a binary link not followed (``links_dropped/binary``, once per URL)."""
+        if self._binary is None:
+            self._binary = set()
+        elif url in self._binary:
+            return
+        self._binary.add(url)
+        if self.limits.stats is not None:
+            self.limits.stats.inc("links_dropped/binary")
 
     def follow(self, href: str | LexborNode | URL, **kwargs: Any) -> Request:
         """A Request for ``href`` relative to this page (a string, an ``<a>`` node).
 
         A parsel Selector of an ``<a>`` (or of an ``@href`` value) works too, for ported code.
+        Unlike ``follow_all()``, one link asked for by name is returned even if it is a
+        binary file: the caller chose it.
         """
         if isinstance(href, LexborNode):
             value = href.attributes.get("href")
@@ -280,7 +299,7 @@ class Response:
                 raise InvalidRequest(f"node <{href.tag}> has no href attribute on {self.url}")
             href = value
         try:
-            url = self._base_url().join(href if isinstance(href, URL) else URL(href.strip()))
+            url = self.base_url.join(href if isinstance(href, URL) else URL(href.strip()))
         except (ValueError, TypeError) as exc:
             raise InvalidRequest(
                 f"malformed link {short_url(str(href))!r} on {short_url(self.url)}: {exc}"
@@ -305,9 +324,11 @@ class Response:
 
         ``hrefs`` may be parsel selectors too, e.g. ``response.xpath("//a")`` (ported code).
 
-        Links that cannot be crawled (``mailto:``, ``javascript:``, malformed) are skipped.
-        In a crawl, at most MAX_LINKS_PER_RESPONSE links of one response are looked at
-        (over all calls); the rest are counted as ``links_dropped/too_many``.
+        Links that cannot be crawled (``mailto:``, ``javascript:``, malformed) are skipped,
+        and so are links to binary files (pdf, images... see ``crawler.linkextractor``),
+        counted as ``links_dropped/binary``, unless FOLLOW_BINARY_LINKS is set. In a
+        crawl, at most MAX_LINKS_PER_RESPONSE links of one response are looked at (over
+        all calls); the rest are counted as ``links_dropped/too_many``.
         """
         links = self.css(css) if hrefs is None else hrefs
         if type(links) is not list:
@@ -343,12 +364,13 @@ class Response:
 
     def _requests(self, links: list[Any], kwargs: dict[str, Any]) -> list[Request]:
         """The per-link hot path of follow_all(): join, check, build (a few µs per link)."""
-        base = self._base_url()
+        base = self.base_url
         # Plain link-following (no kwargs but a callback) skips re-validating each URL.
         fast = kwargs.keys() <= {"callback"}
         if not fast:  # once per call: an unknown argument must not drop every link silently
             check_request_kwargs(kwargs, self.url)
         callback = kwargs.get("callback")
+        binary = IGNORED_EXTENSIONS if self.limits.skip_binary else None
         requests = []
         for href in links:
             if isinstance(href, LexborNode):
@@ -359,6 +381,10 @@ class Response:
             try:
                 url = base.join(URL(href))
                 if url.scheme not in _SCHEMES or not url.raw_host:
+                    continue
+                # The suffix after the last dot (~0.1 µs; a slash in it means no extension).
+                if binary and url.raw_path.rpartition(".")[2].lower() in binary:
+                    self.note_binary_link(str(url.with_fragment(None)))
                     continue
                 if fast:
                     url.port  # noqa: B018 - raises ValueError for an out-of-range port

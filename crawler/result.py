@@ -18,9 +18,12 @@ class CrawlResult:
     ``finish_reason`` is ``finished``, a stop condition (``max_pages``, ``max_items``,
     ``max_duration``, ``max_errors``), ``interrupted``, ``cancelled``,
     ``already_finished``, or a failure: ``output_failed`` (an output cannot write;
-    ``crawl run`` exits 7) or ``checkpoint_failed`` (the crawl state could not be
-    saved; exit 8). After a failure ``error`` is the exception and ``stats["error"]``
-    describes it in one line; the state (``--state``) stays resumable.
+    ``crawl run`` exits 7), ``checkpoint_failed`` (the crawl state could not be
+    saved; exit 8), ``state_lost`` (the shared frontier lost the crawl's state, e.g.
+    Redis restarted empty; exit 11) or ``frontier_unavailable`` (the shared frontier
+    stayed unreachable longer than ``REDIS_UNAVAILABLE_TIMEOUT``; exit 12). After a
+    failure ``error`` is the exception and ``stats["error"]`` describes it in one line;
+    the state (``--state``, or the shared job but after ``state_lost``) stays resumable.
 
     ``stats`` reads 0 for a counter that was never incremented (``stats["pages"]`` of an
     empty crawl is 0). ``items`` holds the items that passed every pipeline when the
@@ -39,7 +42,8 @@ class CrawlResult:
 
     @property
     def failed(self) -> bool:
-        """True after a failure: ``output_failed``, ``checkpoint_failed``."""
+        """True after a failure: ``output_failed``, ``checkpoint_failed``, ``state_lost``,
+        ``frontier_unavailable``."""
         return self.finish_reason in FAILURES
 
 

@@ -5,7 +5,9 @@ the origin is treated as disallowed for now (RFC 9309) and robots.txt is tried a
 (requests wait in the frontier meanwhile); after ``max_failures`` failed tries the
 origin's requests are dropped. A 5xx or a timeout is tried again after ``retry_s``;
 a network error (connection refused, a name that does not resolve) after 1 s, then
-2 s...: a host that is not there is reported within seconds, not minutes. Each wait
+2 s, 4 s... (capped at ``retry_s``), with ``NETWORK_EXTRA_TRIES`` more tries: a host that is
+not there is reported at once and given up after ~30 s, while a blip of a few seconds
+costs nothing. Each wait
 is shown on the host board (the progress display) with its reason.
 
 Parsed robots.txt files are kept for the ``max_origins`` most recently checked
@@ -39,6 +41,8 @@ logger = get_logger("crawler.robots")
 
 # RFC 9309: crawlers must parse at least 500 KiB; what lies beyond is cut, not refused.
 ROBOTS_MAX_BYTES = 500 * 1024
+# Network errors are retried sooner, so they get a few more tries before the host is given up.
+NETWORK_EXTRA_TRIES = 3
 _ROBOTS_META = {"robots_txt": True, "download_maxsize": ROBOTS_MAX_BYTES, "download_truncate": True}
 
 
@@ -71,6 +75,7 @@ class _Origin:
     parser: Protego | None = None
     allow_all: bool = False
     failures: int = 0
+    give_up_after: int = 0  # failures that end the tries (more for network errors)
     retry_at: float = 0.0
     delay_s: float | None = None
     fetching: asyncio.Future[None] | None = None
@@ -158,7 +163,7 @@ class RobotsCache:
                 return RobotsVerdict(Verdict.DISALLOWED, state.delay_s, waited=waited)
             if state.allow_all:
                 return RobotsVerdict(Verdict.ALLOWED, waited=waited)
-            if state.failures >= self._max_failures:
+            if state.failures and state.failures >= state.give_up_after:
                 return RobotsVerdict(Verdict.GAVE_UP)
             wait = state.retry_at - self._clock.now()
             if state.failures and wait > 0:
@@ -198,7 +203,8 @@ class RobotsCache:
         state.failures += 1
         retry_s = min(self._retry_s, 2.0 ** (state.failures - 1)) if network else self._retry_s
         state.retry_at = self._clock.now() + retry_s
-        last = state.failures >= self._max_failures
+        state.give_up_after = self._max_failures + (NETWORK_EXTRA_TRIES if network else 0)
+        last = state.failures >= state.give_up_after
         if self._hosts is not None:
             host = URL(url).host or url
             if last:
@@ -220,7 +226,7 @@ class RobotsCache:
             why,
             retry_s,
             state.failures,
-            self._max_failures,
+            state.give_up_after,
         )
 
     def _delay(self, parser: Protego) -> float | None:

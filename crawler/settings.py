@@ -60,9 +60,7 @@ def _unknown(name: str, source: str, known: Mapping[str, Any]) -> str:
     if hints:
         also = f" (also close: {', '.join(hints[1:])})" if hints[1:] else ""
         return f"unknown setting {name!r} in {source}; did you mean {hints[0]}?{also}"
-    return (
-        f"unknown setting {name!r} in {source}; see the Settings table in README.md for every name"
-    )
+    return f"unknown setting {name!r} in {source}; every name is in docs/settings.md"
 
 
 def _setting(default: Any, doc: str, minimum: float | None = None, choices: tuple[str, ...] = ()):
@@ -126,6 +124,19 @@ class Settings:
     RETRY_AFTER_MAX: float = _setting(300.0, "Cap on a server's Retry-After (seconds).", minimum=0)
     RETRY_NON_IDEMPOTENT: bool = _setting(
         False, "Also retry POST/PATCH (meta retry_non_idempotent per request)."
+    )
+    ALLOW_URLS: list[str] = _setting(
+        [],
+        "Regexes: when given, only URLs matching one are crawled (checked for every request,"
+        " redirects included, before de-duplication; others count as filtered/url_pattern).",
+    )
+    DENY_URLS: list[str] = _setting(
+        [], "Regexes: URLs matching one are never crawled (counted as filtered/url_pattern)."
+    )
+    FOLLOW_BINARY_LINKS: bool = _setting(
+        False,
+        "Let response.follow_all() and LinkExtractor follow links to binary files (pdf, zip,"
+        " images, media, office files...); skipped by default, as Scrapy's LinkExtractor does.",
     )
     DEPTH_LIMIT: int = _setting(
         0, "Maximum link depth from a start request (0 = unlimited).", minimum=0
@@ -274,6 +285,18 @@ class Settings:
     HTTPCACHE_IGNORE_HTTP_CODES: list[int] = _setting(
         [], "Response statuses never stored in the HTTP cache."
     )
+    FILES_STORE: str = _setting(
+        "", "Folder where the files pipeline stores downloaded files (required to use it)."
+    )
+    FILES_URLS_FIELD: str = _setting("file_urls", "Item field listing the URLs of files to fetch.")
+    FILES_RESULT_FIELD: str = _setting(
+        "files", "Item field the files pipeline fills with {url, path, checksum, status}."
+    )
+    FILES_MAX_SIZE: int = _setting(
+        0,
+        "Largest file the files pipeline keeps, in bytes (0 = MAX_RESPONSE_SIZE).",
+        minimum=0,
+    )
     PIPELINES: list[Any] = _setting(
         [], "Item pipelines in order: objects or 'module:Name' / 'module.Name' import paths."
     )
@@ -299,6 +322,12 @@ class Settings:
     LEASE_TIMEOUT: float = _setting(
         60.0,
         "Seconds before a shared frontier re-delivers a request whose worker went silent.",
+        minimum=1,
+    )
+    REDIS_UNAVAILABLE_TIMEOUT: float = _setting(
+        300.0,
+        "Seconds a shared crawl waits out an unreachable Redis before it stops (exit 12;"
+        " run the same command again to continue).",
         minimum=1,
     )
     LOG_LEVEL: str = _setting(

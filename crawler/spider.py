@@ -16,6 +16,7 @@ from .porting import (
 )
 from .request import Request
 from .response import Response
+from .urlfilter import split_patterns
 
 __all__ = ["Spider"]
 
@@ -24,7 +25,9 @@ class Spider:
     """A crawl's behaviour: where to start and what to do with each response.
 
     Class attributes: ``name``, ``start_urls``, ``allowed_domains`` (links to
-    other domains are dropped and counted), ``settings`` (per-spider settings),
+    other domains are dropped and counted), ``allow_urls`` / ``deny_urls``
+    (regexes searched in every URL, redirects included: only matching / never
+    matching URLs are crawled; ``filtered/url_pattern``), ``settings`` (per-spider settings),
     ``headers`` and ``cookies`` (sent to the start requests' domains),
     ``middlewares`` (downloader middlewares after the built-ins),
     ``handle_unchanged`` (a scheduled job's callbacks also get its 304 Not Modified
@@ -47,6 +50,8 @@ class Spider:
     name: ClassVar[str] = ""
     start_urls: Sequence[str] = ()
     allowed_domains: Sequence[str] = ()
+    allow_urls: Sequence[str] = ()  # regexes: only matching URLs are crawled (crawler/urlfilter.py)
+    deny_urls: Sequence[str] = ()  # regexes: matching URLs are never crawled
     settings: ClassVar[Mapping[str, Any]] = {}
     headers: Mapping[str, str] = {}
     cookies: Mapping[str, str] = {}
@@ -80,6 +85,8 @@ class Spider:
         for key, value in kwargs.items():
             if key in ("start_urls", "allowed_domains") and isinstance(value, str):
                 value = [part.strip() for part in value.split(",") if part.strip()]
+            elif key in ("allow_urls", "deny_urls") and isinstance(value, str):
+                value = split_patterns(value)  # a comma inside {1,3} stays in its regex
             setattr(self, key, value)
         self.logger = get_logger(f"crawler.spider.{self.name or type(self).__name__}")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -143,8 +144,9 @@ async def _open_once(
 def _touch(path: Path, make_parents: bool) -> None:
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("ab"):
-        pass
+    # Our files hold cookies, Set-Cookie headers and queued URLs: readable by the owner only
+    # (SQLite gives its -wal and -shm files the same mode). An existing file keeps its mode.
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
 
 
 def _check(where: str, kind: DatabaseKind, app_id: int, version: int, tables: set[str]) -> bool:

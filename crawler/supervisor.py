@@ -13,9 +13,18 @@ The supervisor also holds the crawl's one fatal failure (the first one wins):
   ``close``, or any exception from a pipeline's ``flush`` or ``close``;
 - ``checkpoint_failed`` (exit 8): ``MAX_CHECKPOINT_FAILURES`` checkpoints in a
   row failed (the frontier or the state store could not be written), periodic
-  and final ones counted together.
+  and final ones counted together;
+- ``state_lost`` (exit 11): the shared frontier's server lost the crawl's state
+  (:class:`~crawler.frontier.base.StateLost`, e.g. Redis restarted empty);
+- ``frontier_unavailable`` (exit 12): the shared frontier's server stayed
+  unreachable longer than ``REDIS_UNAVAILABLE_TIMEOUT``
+  (:class:`~crawler.frontier.base.FrontierUnavailable`).
 
-Either way nothing more is leased and the ack gate is sealed: requests in
+A frontier with the :class:`~crawler.frontier.base.HealthReports` capability reports
+the last two itself (:meth:`Supervisor.watch_frontier`), and says while it waits for
+its server (:meth:`Supervisor.notes`, shown in progress lines).
+
+Whatever the failure, nothing more is leased and the ack gate is sealed: requests in
 flight may finish, but none is marked done after the last good checkpoint, and
 the next run with the same state fetches every request whose items may be missing.
 """
@@ -28,13 +37,16 @@ from typing import Any
 
 from .clock import Clock, MonotonicClock, sleep, wait_event
 from .errors import OutputError
+from .frontier.base import FrontierFailed, FrontierUnavailable, HealthReports, StateLost
 from .loglines import get_logger
 
 __all__ = [
     "CHECKPOINT_FAILED",
     "FAILURES",
+    "FRONTIER_UNAVAILABLE",
     "MAX_CHECKPOINT_FAILURES",
     "OUTPUT_FAILED",
+    "STATE_LOST",
     "Failure",
     "Supervisor",
     "backoff_s",
@@ -44,9 +56,14 @@ logger = get_logger("crawler.engine")
 
 OUTPUT_FAILED = "output_failed"
 CHECKPOINT_FAILED = "checkpoint_failed"
-FAILURES = frozenset((OUTPUT_FAILED, CHECKPOINT_FAILED))
+STATE_LOST = StateLost.reason
+FRONTIER_UNAVAILABLE = FrontierUnavailable.reason
+FAILURES = frozenset((OUTPUT_FAILED, CHECKPOINT_FAILED, STATE_LOST, FRONTIER_UNAVAILABLE))
 """Finish reasons of a crawl stopped by a failure (resumable, non-zero exit code)."""
 
+_RESUMABLE = (
+    ": requests in flight are not marked done, the next run with the same state fetches them again"
+)
 MAX_CHECKPOINT_FAILURES = 3
 MAX_BACKOFF_S = 60.0
 
@@ -107,6 +124,19 @@ class Supervisor:
         self.checkpoint_failures = 0
         self._on_failure = on_failure
         self._done = asyncio.Event()
+        self._health: HealthReports | None = None
+
+    def watch_frontier(self, frontier: object, unavailable_timeout_s: float) -> None:
+        """Hear a frontier with :class:`HealthReports` fail (its reason becomes the crawl's);
+        it waits out an outage of its server for up to ``unavailable_timeout_s`` seconds."""
+        if isinstance(frontier, HealthReports):
+            self._health = frontier
+            frontier.watch_health(lambda exc: self.fail(exc.reason, exc), unavailable_timeout_s)
+
+    def notes(self) -> list[str]:
+        """Lines for the progress display (e.g. "waiting for Redis (since 12:03:04)")."""
+        note = self._health.status_note() if self._health is not None else None
+        return [note] if note else []
 
     def fail(self, reason: str, error: BaseException) -> None:
         """Stop the crawl for ``reason`` (``output_failed``, ``checkpoint_failed``).
@@ -117,12 +147,8 @@ class Supervisor:
             logger.debug("[%s] also: %s", self.spider_name, _one_line(reason, error))
             return
         failure = self.failure = Failure(reason, error)
-        logger.error(
-            "[%s] %s; stopping: requests in flight are not marked done, the next run"
-            " with the same state fetches them again",
-            self.spider_name,
-            failure.line,
-        )
+        then = "" if reason == STATE_LOST else _RESUMABLE  # the line says what to do
+        logger.error("[%s] %s; stopping%s", self.spider_name, failure.line, then)
         self._on_failure(failure)
 
     def start(
@@ -204,6 +230,9 @@ class Supervisor:
             await checkpoint(status)
         except OutputError as exc:
             self.fail(OUTPUT_FAILED, exc)
+            return False
+        except FrontierFailed as exc:  # the frontier's server is gone: no point trying again
+            self.fail(exc.reason, exc)
             return False
         except Exception as exc:
             self.checkpoint_failures += 1

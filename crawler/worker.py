@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from time import perf_counter
 
 from .checkpoint import ItemBarrier
+from .clock import Clock, MonotonicClock
 from .downloader import Downloader
 from .errors import FetchError
 from .frontier.base import Frontier, Lease
@@ -23,6 +24,7 @@ from .middleware import (
     Outcome,
     Retry,
     build_chain,
+    lease_started,
 )
 from .outputs import OutputRouter
 from .pipeline import PipelineChain
@@ -31,6 +33,7 @@ from .response import Response, ResponseLimits
 from .settings import Settings
 from .spider import Spider
 from .stats import Stats
+from .urlfilter import UrlFilter
 
 __all__ = ["PageBudget", "RequestProcessor", "StopConditions"]
 
@@ -143,17 +146,23 @@ class RequestProcessor:
         max_links: int = _DEFAULT_MAX_LINKS,
         barrier: ItemBarrier | None = None,
         hosts: HostBoard | None = None,
+        follow_binary_links: bool = False,
+        clock: Clock | None = None,
+        url_filter: UrlFilter | None = None,
     ) -> None:
         self.spider = spider
         self.frontier = frontier
         self.downloader = downloader
         self.pipelines = pipelines
         self.stats = stats
-        self.outputs = OutputRouter(spider, frontier, pipelines, stats, depth_limit, barrier)
+        self.outputs = OutputRouter(
+            spider, frontier, pipelines, stats, depth_limit, barrier, url_filter
+        )
         self.middlewares = tuple(middlewares)
         self.hosts = hosts or HostBoard()
-        self.limits = ResponseLimits(max_links, stats, spider.name)  # one for every response
-        self._follow = self.outputs.offsite.allows
+        self.clock = clock or MonotonicClock()
+        self.limits = ResponseLimits(max_links, stats, spider.name, not follow_binary_links)
+        self._follow = self.outputs.follows  # redirect targets: offsite, URL patterns
         self._send = build_chain(self.middlewares, self._fetch)
 
     async def seed(self) -> None:
@@ -168,6 +177,7 @@ class RequestProcessor:
         the lease is not given back (the crawl stops; its request is fetched again).
         """
         request = lease.request
+        lease_started.set(self.clock.now())  # no await since the lease: its start time
         try:
             response = await self._send(request)
         except EndRequest as end:

@@ -1,4 +1,4 @@
-"""Built-in item pipelines: exporters to JSON Lines, CSV, JSON and SQLite.
+"""Built-in item pipelines: exporters to JSON Lines, CSV, JSON and SQLite, and files.
 
 Every exporter is an :class:`crawler.ItemPipeline` that buffers serialized
 items in memory and writes them in batches off the event loop.
@@ -13,6 +13,10 @@ TypeError/ValueError naming its field instead (only that item is dropped).
 The file exporters are :class:`crawler.pipeline.CheckpointedOutput`: a
 resumed crawl cuts each file back to its last checkpoint (exactly once);
 SQLite gets exactly once from its keyed upsert.
+
+:class:`FilesPipeline` downloads the files an item lists (``file_urls``) into
+FILES_STORE through the crawl's downloader, and records them in the item's ``files``
+field before the item goes on to the exporters (see ``media.py``).
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from .csvfile import CsvExporter
 from .faults import WriteRetry
 from .jsonarray import JsonArrayExporter
 from .jsonlines import JsonLinesExporter
+from .media import FilesPipeline
 from .sqlite import SqliteExporter
 
 __all__ = [
     "CsvExporter",
+    "FilesPipeline",
     "JsonArrayExporter",
     "JsonLinesExporter",
     "SqliteExporter",

@@ -17,7 +17,7 @@ import ssl
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -436,3 +436,159 @@ def dns_server(answers: dict[str, str] | None = None) -> Iterator[DnsPeer]:
         server.server.shutdown()
         thread.join()
         server.server.server_close()
+
+
+# -- SOCKS proxies: microsocks (SOCKS5) as a child process, a SOCKS4/4a server in-process ------
+
+MICROSOCKS = shutil.which("microsocks")
+
+
+@dataclass
+class SocksPeer(ProxyPeer):
+    """A running SOCKS proxy; ``lines`` is its log (microsocks logs each target it connects to)."""
+
+    scheme: str = "socks5"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def url_with(self, user: str, password: str, scheme: str | None = None) -> str:
+        return f"{scheme or self.scheme}://{user}:{password}@127.0.0.1:{self.port}"
+
+    def with_scheme(self, scheme: str) -> str:
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+
+async def _wait_listening(port: int, process: asyncio.subprocess.Process) -> None:
+    """Until ``port`` accepts a connection: microsocks prints nothing when it is ready."""
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if process.returncode is not None:
+                raise AssertionError(f"microsocks exited with {process.returncode}") from None
+            await asyncio.sleep(0.01)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+
+
+@asynccontextmanager
+async def microsocks(
+    auth: tuple[str, str] | None = None, bind: str | None = None
+) -> AsyncIterator[SocksPeer]:
+    """microsocks (SOCKS5) on 127.0.0.1:<free port>, optionally requiring ``auth``.
+
+    ``bind``: the loopback address its outgoing connections come from, so a test
+    server can tell which proxy carried a request (``request.remote``).
+    """
+    _require(MICROSOCKS is not None, "microsocks", "apt-get install microsocks")
+    assert MICROSOCKS is not None
+    port = free_port()
+    argv = [MICROSOCKS, "-i", "127.0.0.1", "-p", str(port)]
+    if auth is not None:
+        argv += ["-u", auth[0], "-P", auth[1]]
+    if bind is not None:
+        argv += ["-b", bind]
+    stdbuf = shutil.which("stdbuf")  # its log is stdio: line-buffer it, or it comes at exit
+    process = await asyncio.create_subprocess_exec(
+        *([stdbuf, "-oL"] if stdbuf else []),
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    peer = SocksPeer("microsocks", process, port)
+    drain = asyncio.create_task(peer._drain())
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            await _wait_listening(port, process)
+        yield peer
+    finally:
+        if process.returncode is None:
+            os.killpg(process.pid, signal.SIGTERM)  # the group this function started
+        await drain
+        await process.wait()
+
+
+@dataclass
+class Socks4Peer:
+    """A SOCKS4 / SOCKS4a server in this process on 127.0.0.1:``port``.
+
+    ``asked`` holds (user id, host, port) of each CONNECT: ``host`` is an IP for
+    SOCKS4, the name for SOCKS4a (``names`` maps names to addresses first).
+    """
+
+    names: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    asked: list[tuple[str, str, int]] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def url(self, scheme: str = "socks4", user: str = "") -> str:
+        return f"{scheme}://{user + '@' if user else ''}127.0.0.1:{self.port}"
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # cancelled and awaited when the server stops
+        upstream: asyncio.StreamWriter | None = None
+        try:
+            head = await reader.readexactly(8)
+            port, ip = int.from_bytes(head[2:4], "big"), socket.inet_ntoa(head[4:8])
+            user = (await reader.readuntil(b"\0"))[:-1].decode()
+            host = ip
+            if head[4:7] == b"\0\0\0" and head[7]:  # SOCKS4a: 0.0.0.x, then the name
+                host = (await reader.readuntil(b"\0"))[:-1].decode()
+            self.asked.append((user, host, port))
+            try:
+                up_reader, upstream = await asyncio.open_connection(
+                    self.names.get(host, host), port
+                )
+            except OSError:
+                writer.write(b"\x00\x5b" + bytes(6))  # request rejected or failed
+                await writer.drain()
+                return
+            writer.write(b"\x00\x5a" + bytes(6))  # granted
+            await writer.drain()
+            await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            for end in (upstream, writer):
+                if end is not None:
+                    end.close()
+                    with suppress(OSError):
+                        await end.wait_closed()
+            self._tasks.discard(task)
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    try:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+    except OSError:
+        pass
+    finally:
+        if sink.can_write_eof() and not sink.is_closing():
+            with suppress(OSError):
+                sink.write_eof()
+
+
+@asynccontextmanager
+async def socks4_server(names: dict[str, str] | None = None) -> AsyncIterator[Socks4Peer]:
+    """A :class:`Socks4Peer` listening until the block ends (its connections are closed)."""
+    peer = Socks4Peer(dict(names or {}))
+    server = await asyncio.start_server(peer.serve, "127.0.0.1", 0)
+    peer.port = server.sockets[0].getsockname()[1]
+    try:
+        yield peer
+    finally:
+        server.close()
+        for task in list(peer._tasks):
+            task.cancel()
+        await asyncio.gather(*peer._tasks, return_exceptions=True)
+        await server.wait_closed()

@@ -1,9 +1,11 @@
 """A real redis-server for the Redis frontier tests, started on a free loopback port.
 
-``RedisServer(folder)`` runs ``redis-server`` in ``folder`` (no persistence unless
-``persist=True``, which turns on the append-only file with ``appendfsync always``)
-and is ready once it answers PING. ``stop()`` / ``start()`` restart it on the same
-port with the same files, to test workers riding out a Redis restart.
+``RedisServer(folder)`` runs ``redis-server`` in ``folder`` and is ready once it
+answers PING. No persistence by default; ``persist=True`` (or ``"aof"``) turns on the
+append-only file with ``appendfsync always``, ``persist="rdb"`` RDB snapshots only
+(``save 3600 1``: one is written when the server stops). ``stop()`` / ``start()``
+restart it on the same port with the same files (a server without persistence comes
+back empty), to test workers riding out a Redis restart; ``flushdb()`` empties it.
 
 When the binary is missing the tests are skipped with the reason, unless the
 environment variable CI is set: then they fail, so CI can never pass without them.
@@ -50,7 +52,7 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process in ``folder`` on 127.0.0.1:``port``."""
 
-    def __init__(self, folder: Path, *, persist: bool = False) -> None:
+    def __init__(self, folder: Path, *, persist: bool | str = False) -> None:
         self.binary = redis_binary()
         self.folder = folder
         self.persist = persist
@@ -64,9 +66,10 @@ class RedisServer:
 
     async def start(self) -> None:
         """Start the server (again, on the same port and files) and wait for its PING."""
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        snapshots = "3600 1" if self.persist == "rdb" else ""
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", snapshots]
         args += ["--dir", str(self.folder), "--daemonize", "no", "--loglevel", "warning"]
-        if self.persist:
+        if self.persist in (True, "aof"):
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
@@ -100,6 +103,14 @@ class RedisServer:
             await asyncio.sleep(0.01)
         process.kill()
         process.wait()
+
+    async def flushdb(self) -> None:
+        """Empty the database (FLUSHDB), as an operator's mistake would."""
+        client = aioredis.Redis.from_url(self.url, retry=None)
+        try:
+            await client.flushdb()
+        finally:
+            await client.aclose()
 
     async def __aenter__(self) -> RedisServer:
         await self.start()

@@ -127,6 +127,17 @@ async def test_callback_error_shows_user_traceback_and_exits_10(cli, site, tmp_p
     assert f"GET {broken} -> 200, callback parse_product" in result.out  # still printed
 
 
+async def test_an_error_in_the_spiders_open_shows_its_traceback_and_exits_10(cli, site, tmp_path):
+    (tmp_path / "openfail.py").write_text(
+        "from crawler import Spider\n\n\nclass OpenFail(Spider):\n    name = 'openfail'\n\n"
+        "    async def open(self):\n        raise RuntimeError('cannot log in')\n"
+    )
+    result = await cli("parse", site.url("a.test"), "--spider", "openfail.py", *RESOLVE)
+    assert result.code == 10, result.err
+    assert result.err.splitlines()[-1] == "error: the spider raised RuntimeError: cannot log in"
+    assert str(tmp_path / "openfail.py") in result.err and "crawler/" not in result.err
+
+
 async def test_unhandled_status_is_not_given_to_the_callback(cli, site):
     args = ["--spider", "shop.py", "--no-robots", *RESOLVE]
     result = await cli("parse", site.url("a.test", "/missing"), *args)

@@ -195,9 +195,9 @@ def test_a_bad_proxy_url_fails_before_the_crawl() -> None:
     from crawler.downloader import DownloaderOptions
     from crawler.settings import Settings
 
-    settings = Settings.build(("t", {"PROXY": f"socks5://{USER}:{PASSWORD}@127.0.0.1:1080"}))
+    settings = Settings.build(("t", {"PROXY": f"ftp://{USER}:{PASSWORD}@127.0.0.1:1080"}))
     with pytest.raises(
-        SettingsError, match=r"bad value PROXY='socks5://\*\*\*@127.0.0.1:1080'"
+        SettingsError, match=r"bad value PROXY='ftp://\*\*\*@127.0.0.1:1080'"
     ) as info:
         DownloaderOptions.from_settings(settings)
     assert PASSWORD not in str(info.value)

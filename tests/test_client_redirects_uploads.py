@@ -337,7 +337,7 @@ async def test_follow_may_refuse_a_redirect_target(site: Any) -> None:
     async with Downloader(DownloaderOptions.from_settings(settings)) as downloader:
         request = Request(server.url("a.test", "/away"))
         downloader.trust_start_host(request.host)  # a.test is on loopback, as the crawl does
-        response = await downloader.fetch(request, follow=lambda host: host != "evil.test")
+        response = await downloader.fetch(request, follow=lambda target: target.host != "evil.test")
     assert response.status == 302
     assert response.history == ()
     assert response.headers["Location"] == "http://evil.test/"

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,7 +145,9 @@ class Cluster:
         self.redis = redis
         self.started: list[Worker] = []
 
-    async def start(self, job: str, count: int) -> list[Worker]:
+    async def start(self, job: str, count: int, settings: Sequence[str] = ()) -> list[Worker]:
+        """Start ``count`` workers of ``job`` (``settings``: more NAME=VALUE); a second
+        start of the same job runs the same commands again (the outputs are appended to)."""
         folder = self.folder / job
         folder.mkdir(parents=True, exist_ok=True)
         spider = folder / "cluster_spider.py"
@@ -166,6 +168,7 @@ class Cluster:
                 *("-s", f"CONCURRENCY_PER_HOST={PER_HOST}"),
                 *("-s", "LEASE_TIMEOUT=1", "-s", "CHECKPOINT_INTERVAL=0.05"),
                 *("-s", f"USER_AGENT={name}"),
+                *(arg for setting in settings for arg in ("-s", setting)),
             ]
             with log.open("wb") as stderr:
                 process = await asyncio.create_subprocess_exec(
@@ -175,14 +178,14 @@ class Cluster:
         self.started += workers
         return workers
 
-    async def finish(self, workers: list[Worker]) -> None:
-        """Wait for every worker to exit 0."""
+    async def finish(self, workers: list[Worker], expected: int = 0) -> None:
+        """Wait for every worker to exit with the ``expected`` code."""
         try:
             async with asyncio.timeout(GUARD_S):
                 for worker in workers:
                     code = await worker.process.wait()
                     log = worker.log.read_text()[-3000:]
-                    assert code == 0, f"{worker.name} exited {code}:\n{log}"
+                    assert code == expected, f"{worker.name} exited {code}:\n{log}"
         except TimeoutError:
             running = [w for w in workers if w.process.returncode is None]
             logs = "\n".join(f"{w.name}:\n{w.log.read_text()[-2000:]}" for w in running)

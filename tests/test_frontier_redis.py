@@ -3,13 +3,15 @@
 The whole frontier contract runs over Redis in ``test_frontier_contract.py``; here
 is what only a shared frontier does: the same lease order as the memory frontier,
 leases that expire and are re-delivered, acks final only at a flush, heartbeats,
-seeding by the first process only, isolated jobs, stats, Redis restarts.
+seeding by the first process only, isolated jobs, stats, Redis restarts, outages
+waited out (and given up on), a job's state lost or replaced (its epoch).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from crawler import Request
 from crawler.cli.status import status_command
 from crawler.errors import ConfigError
 from crawler.frontier import FrontierCounts, Lease, MemoryFrontier, PolitenessPolicy
+from crawler.frontier.base import FrontierFailed, FrontierUnavailable, HealthReports, StateLost
 from crawler.frontier.redis import RedisFrontier, read_status
 from crawler.testing import ManualClock
 
@@ -401,9 +404,10 @@ async def test_nothing_is_lost_when_a_persistent_redis_restarts(tmp_path: Path) 
             first = await lease_now(frontier)
             assert first is not None
             await server.stop()
+            assert frontier.status_note() is None
             pending = asyncio.create_task(frontier.lease())  # retries while Redis is down
-            await asyncio.sleep(0.3)
-            assert not pending.done()
+            note = await noted(frontier)
+            assert note.startswith("waiting for Redis (since ") and not pending.done()
             await server.start()
             second = await finish(pending)
             assert second.request.url == "http://a.test/1"
@@ -414,4 +418,181 @@ async def test_nothing_is_lost_when_a_persistent_redis_restarts(tmp_path: Path) 
             await frontier.ack(third)
             assert await lease_now(frontier) is None
         finally:
+            await frontier.close()
+
+
+async def noted(frontier: RedisFrontier) -> str:
+    """Wait until the frontier's status note says it waits for Redis (hang guard: 5 s)."""
+    async with asyncio.timeout(5):
+        while True:  # polled: the note is a value, not an event
+            note = frontier.status_note()
+            if note is not None:
+                return note
+            await asyncio.sleep(0.01)
+
+
+class Failures:
+    """What a frontier with HealthReports told its watcher."""
+
+    def __init__(self, frontier: RedisFrontier, unavailable_timeout_s: float = 300) -> None:
+        self.seen: list[FrontierFailed] = []
+        assert isinstance(frontier, HealthReports)
+        frontier.watch_health(self.seen.append, unavailable_timeout_s)
+
+
+async def test_a_flushed_job_is_lost_state_not_a_finished_crawl(opener: Opener) -> None:
+    seeder, joiner = await opener(), await opener()
+    seeder_failures, joiner_failures = Failures(seeder), Failures(joiner)
+    assert await seeder.claim_seed() is True
+    await seeder.push([req("/1"), req("/2")])
+    await seeder.seed_done()
+    assert await joiner.claim_seed() is False  # it joins the job: same epoch
+    lease = await lease_now(joiner)
+    assert lease is not None
+    admin = aioredis.Redis.from_url(opener.url)
+    try:
+        await admin.flushdb()
+        assert await lease_now(seeder) is None  # stopped, not "exhausted": see the failure
+        [failure] = seeder_failures.seen
+        assert isinstance(failure, StateLost) and failure.reason == "state_lost"
+        assert "job 'job' is gone from Redis" in str(failure)
+        assert "restore Redis from its persistence files" in str(failure)
+        assert await admin.get("crawler:{job}:lost") is not None  # the tombstone
+        await joiner.ack(lease)
+        assert await joiner.push([req("/3")]) == [False]  # the joiner stops at its next call
+        assert [type(f) for f in joiner_failures.seen] == [StateLost]
+        assert await lease_now(joiner) is None
+        with pytest.raises(FrontierFailed):
+            await joiner.flush()  # its acks can never be made final
+    finally:
+        await admin.aclose()
+    late = RedisFrontier(opener.url, job="job")
+    with pytest.raises(StateLost, match="lost its state while its workers ran"):
+        await late.open()  # a worker started later refuses the job at once
+    assert (await read_status(opener.url, "job")).state == "lost"
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        status_command,
+        ["--frontier", opener.url, "--job", "job", "--sample", "0"],
+    )
+    assert result.exit_code == 11, result.output
+    assert "lost" in result.output and "the shared crawl's state was lost" in result.output
+
+
+async def test_a_job_replaced_under_its_workers_is_lost_state_too(opener: Opener) -> None:
+    worker = await opener()
+    failures = Failures(worker)
+    assert await worker.claim_seed() is True
+    await worker.push([req("/1")])
+    admin = aioredis.Redis.from_url(opener.url)
+    try:
+        await admin.set("crawler:{job}:epoch", "another crawl")  # e.g. another backup restored
+        assert await lease_now(worker) is None
+        [failure] = failures.seen
+        assert isinstance(failure, StateLost) and "was replaced by another crawl" in str(failure)
+        assert await admin.get("crawler:{job}:lost") is None  # the job lives on: no tombstone
+    finally:
+        await admin.aclose()
+
+
+async def test_joining_a_finished_job_finishes_and_a_new_job_is_seeded(opener: Opener) -> None:
+    first = await opener()
+    assert await first.claim_seed() is True  # no epoch, no tombstone: a new job
+    await first.push([req("/1")])
+    await first.seed_done()
+    lease = await lease_now(first)
+    assert lease is not None
+    await first.ack(lease)
+    assert await lease_now(first) is None
+    late = await opener()
+    failures = Failures(late)
+    assert await late.claim_seed() is False  # the epoch is there: the job exists
+    assert await lease_now(late) is None and failures.seen == []  # finished, not lost
+    assert (await read_status(opener.url, "job")).state == "finished"
+
+
+async def test_an_outage_longer_than_the_timeout_fails_and_a_rerun_continues(
+    tmp_path: Path,
+) -> None:
+    async with RedisServer(tmp_path / "aof", persist=True) as server:
+        frontier = RedisFrontier(server.url, job="job", flush_interval_s=0, lease_timeout_s=1)
+        failures = Failures(frontier, unavailable_timeout_s=1)
+        await frontier.open()
+        try:
+            assert await frontier.claim_seed() is True
+            await frontier.push([req("/1"), req("/2")])
+            await frontier.seed_done()
+            first = await lease_now(frontier)
+            assert first is not None
+            await server.stop()
+            async with asyncio.timeout(10):  # hang guard: the timeout is 1 s
+                assert await frontier.lease() is None
+            [failure] = failures.seen
+            assert isinstance(failure, FrontierUnavailable)
+            assert "unreachable for 1 s (REDIS_UNAVAILABLE_TIMEOUT" in str(failure)
+            assert frontier.status_note() is None  # no longer waiting: given up
+        finally:
+            await frontier.close()  # no sign-off: Redis is away
+        await server.start()
+        rerun = RedisFrontier(server.url, job="job", flush_interval_s=0, lease_timeout_s=1)
+        await rerun.open()
+        try:
+            assert await rerun.claim_seed() is False  # the same job, continued
+            got = []
+            for _ in range(2):  # /2, and /1: its lease expired and is delivered once more
+                lease = await lease_now(rerun)
+                assert lease is not None
+                got.append(lease.request.url)
+                await rerun.ack(lease)
+            assert sorted(got) == ["http://a.test/1", "http://a.test/2"]
+            assert await lease_now(rerun) is None
+            status = await read_status(server.url, "job")
+            assert (status.done, status.reclaimed) == (2, 1)
+        finally:
+            await rerun.close()
+
+
+async def test_redis_back_with_an_older_state_voids_leases_of_reissued_ids(
+    tmp_path: Path,
+) -> None:
+    """A crash rolls Redis back to its last snapshot: the same job, older. Ids issued since
+    are issued again to other requests; the older leases of those ids must not settle them."""
+    async with RedisServer(tmp_path / "rdb", persist="rdb") as server:
+        frontier = RedisFrontier(server.url, job="job", flush_interval_s=0)
+        await frontier.open()
+        admin = aioredis.Redis.from_url(server.url)
+        try:
+            assert await frontier.claim_seed() is True
+            await frontier.push([req("/1"), req("/2")])
+            await frontier.seed_done()
+            await admin.save()  # the snapshot: /1 and /2 queued (ids 1, 2)
+            await frontier.push([req("/3")])  # id 3, lost with the crash
+            old = [await lease_now(frontier) for _ in range(3)]
+            assert [lease.request.url for lease in old if lease] == [
+                "http://a.test/1",
+                "http://a.test/2",
+                "http://a.test/3",
+            ]
+            await admin.aclose()
+            await server.stop(signal.SIGKILL)  # no snapshot at exit: back to the last one
+            await server.start()
+            admin = aioredis.Redis.from_url(server.url)
+            assert await frontier.push([req("/4")]) == [True]  # gets id 3, like /3 before
+            new = [await lease_now(frontier) for _ in range(3)]
+            assert [lease.request.url for lease in new if lease] == [
+                "http://a.test/1",
+                "http://a.test/2",
+                "http://a.test/4",
+            ]
+            for lease in old:  # void: none of them settles a request leased again
+                assert lease is not None
+                await frontier.ack(lease)
+            assert await frontier.counts() == FrontierCounts(0, 3, 0, 0)
+            for lease in new:
+                assert lease is not None
+                await frontier.ack(lease)
+            assert await frontier.counts() == FrontierCounts(0, 0, 3, 0)
+            assert await lease_now(frontier) is None
+        finally:
+            await admin.aclose()
             await frontier.close()

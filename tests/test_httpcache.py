@@ -357,3 +357,65 @@ async def test_crawl_run_with_an_unopenable_cache_exits_2_in_one_line(tmp_path: 
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: cannot open HTTP cache pages.py/cache/pages.sqlite")
     assert "Traceback" not in err and "crawl started" not in err
+
+
+async def test_a_broken_entry_is_a_miss_and_a_failed_write_still_hands_the_page_on(
+    site: SiteFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    server = await site(PAGES)
+    path = tmp_path / "links.sqlite"
+    await crawl_cached(LinkSpider(start_urls=[server.url("a.test")]), server, HttpCache(path))
+    with sqlite3.connect(path) as db:  # every stored entry becomes unreadable
+        db.execute("UPDATE responses SET headers = x'7b7b'")
+    result, items = await crawl_cached(
+        LinkSpider(start_urls=[server.url("a.test")]), server, HttpCache(path)
+    )
+    assert titles(items) == ["Home", "One", "Two"]  # fetched again, nothing lost
+    assert result.stats["httpcache/errors"] == 3 and result.stats["internal_errors"] == 0
+    with sqlite3.connect(path) as db:  # ...and a store that refuses writes
+        db.execute(
+            "CREATE TRIGGER full BEFORE INSERT ON responses BEGIN"
+            " SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+        db.execute("DELETE FROM responses")
+    result, items = await crawl_cached(
+        LinkSpider(start_urls=[server.url("a.test")]), server, HttpCache(path)
+    )
+    assert titles(items) == ["Home", "One", "Two"]
+    assert result.stats["httpcache/errors"] == 3 and result.stats["httpcache/store"] == 0
+    warnings = [r for r in caplog.records if "cannot write an entry" in r.getMessage()]
+    assert len(warnings) == 1  # once per kind of failure, not once per request
+
+
+async def test_pages_fetched_with_credentials_are_kept_apart(
+    site: SiteFactory, tmp_path: Path
+) -> None:
+    from crawler import Request, Spider
+
+    async def whoami(request: web.Request) -> web.Response:
+        who = request.headers.get("Authorization", "nobody")
+        return web.Response(text=html_page(who), content_type="text/html")
+
+    server = await site({"a.test": {"/me": whoami}})
+    path = tmp_path / "who.sqlite"
+
+    class Who(Spider):
+        name = "who"
+        auth: str | None = None
+
+        async def start(self) -> AsyncIterator[Request]:
+            headers = {"Authorization": self.auth} if self.auth else None
+            yield Request(server.url("a.test", "/me"), headers=headers, callback=self.parse)
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"title": response.css_first("title").text()}
+
+    seen = []
+    for auth in ("Bearer alice", "Bearer bob", None, "Bearer alice"):
+        _, items = await crawl_cached(Who(auth=auth), server, HttpCache(path))
+        seen.append(items[0]["title"])
+    assert seen == ["Bearer alice", "Bearer bob", "nobody", "Bearer alice"]
+    assert len(server.paths_seen("a.test")) == 3  # alice's page came from the cache once
+    assert (path.stat().st_mode & 0o777) == 0o600  # it holds Set-Cookie values: owner only

@@ -165,12 +165,11 @@ def test_startup_catches_up_once_at_most():
 
 
 def _scheduled_jobs_doc() -> str:
-    root = Path(__file__).resolve().parents[1]
-    for candidate in (root / "README.md", root / "docs" / "scheduled-jobs.md"):
-        if candidate.is_file() and "## Scheduled jobs" in candidate.read_text(encoding="utf-8"):
-            text = candidate.read_text(encoding="utf-8")
-            return text[text.index("## Scheduled jobs") :]
-    pytest.fail("no 'Scheduled jobs' section in README.md or docs/scheduled-jobs.md")
+    """The "Scheduled jobs" page of the documentation (docs/scheduled-jobs.md)."""
+    page = Path(__file__).resolve().parents[1] / "docs" / "scheduled-jobs.md"
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# Scheduled jobs"), page
+    return text
 
 
 def test_the_documented_example_job_is_valid():

@@ -33,7 +33,7 @@ from crawler.stats import Stats
 from crawler.testing import ManualClock, html_page
 
 Handler = Callable[[Request], Awaitable[Response]]
-README = Path(__file__).resolve().parent.parent / "README.md"
+MIDDLEWARES_PAGE = Path(__file__).resolve().parent.parent / "docs" / "middlewares.md"
 
 
 class Pages(Spider):
@@ -64,14 +64,16 @@ class Tag:
 
 
 def readme_block(name: str) -> str:
-    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
+    """The python block of docs/middlewares.md defining class ``name``."""
+    text = MIDDLEWARES_PAGE.read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
     [source] = [block for block in blocks if f"\nclass {name}" in block]
     return source
 
 
 async def test_the_readme_signing_middleware_signs_every_request(site: SiteFactory) -> None:
     namespace: dict[str, Any] = {"__name__": "readme_signing"}
-    exec(compile(readme_block("SignRequests"), "README.md", "exec"), namespace)
+    exec(compile(readme_block("SignRequests"), "docs/middlewares.md", "exec"), namespace)
     assert isinstance(namespace["SignRequests"](), DownloaderMiddleware)
     server = await site({"api.test": {"/items": html_page("items", ["/items/2"]), "/items/2": "x"}})
     spider = namespace["SignedApi"](start_urls=[server.url("api.test", "/items")])

@@ -356,7 +356,7 @@ def test_load_proxy_list_precedence_file_format_and_checks(
     with pytest.raises(SettingsError, match="PROXY_FILE"):
         load_proxy_list([], str(tmp_path / "missing.txt"))
     with pytest.raises(SettingsError, match="PROXIES entry"):
-        load_proxy_list(["socks5://p.test:1"])
+        load_proxy_list(["ftp://p.test:1"])
     monkeypatch.setenv("PROXIES", "http://user:pw@")
     with pytest.raises(SettingsError) as error:
         load_proxy_list([])

@@ -19,6 +19,8 @@ EXPECTED = {
     "CrawlResult",
     "DownloaderMiddleware",
     "ItemPipeline",
+    "Link",
+    "LinkExtractor",
     "RedirectHop",
     "Request",
     "Response",
@@ -80,6 +82,24 @@ SIGNATURES: dict[str, tuple[Callable[..., Any], str]] = {
         crawler.Response.follow_all,
         "(self, hrefs: 'Iterable[str | LexborNode] | None' = None, css: 'str' = 'a[href]', "
         "**kwargs: 'Any') -> 'list[Request]'",
+    ),
+    "LinkExtractor": (
+        crawler.LinkExtractor,
+        "(allow: 'Patterns' = (), deny: 'Patterns' = (), *, "
+        "allow_domains: 'str | Iterable[str]' = (), deny_domains: 'str | Iterable[str]' = (), "
+        "restrict_css: 'str | Iterable[str]' = (), tags: 'str | Iterable[str]' = ('a', 'area'), "
+        "attrs: 'str | Iterable[str]' = ('href',), "
+        "deny_extensions: 'Iterable[str] | None' = None, unique: 'bool' = True, "
+        "canonicalize: 'bool' = False, "
+        "process_value: 'Callable[[str], str | None] | None' = None) -> 'None'",
+    ),
+    "LinkExtractor.extract_links": (
+        crawler.LinkExtractor.extract_links,
+        "(self, response: 'Response') -> 'list[Link]'",
+    ),
+    "Link": (
+        crawler.Link,
+        "(url: 'str', text: 'str' = '', fragment: 'str' = '', nofollow: 'bool' = False) -> None",
     ),
     "DownloaderMiddleware.handle": (
         crawler.DownloaderMiddleware.handle,

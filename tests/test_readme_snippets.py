@@ -1,10 +1,9 @@
-"""README.md's code works as written.
+"""The code of README.md and of every page of docs/ works as written.
 
-Every ```python block parses; representative spiders (headers and cookies, retries,
-uploads) are taken from the README verbatim and crawled end to end against a local
-SiteServer; the settings table lists every setting with its current default and doc.
-
-``python tests/test_readme_snippets.py`` prints the settings tables to paste into the README.
+Every ```python block of README.md and docs/*.md parses; representative spiders (headers
+and cookies, retries, uploads) are taken verbatim from whichever page holds them and
+crawled end to end against a local SiteServer. The settings reference (docs/settings.md)
+is checked in tests/test_docs.py and regenerated with ``python docs/gen_settings.py``.
 """
 
 from __future__ import annotations
@@ -23,21 +22,42 @@ from crawler.testing import SiteServer, html_page
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 HANG_GUARD_S = 20.0
 
 _PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
-def python_blocks() -> list[str]:
-    """The source of every ```python block of the README, in order."""
-    return _PYTHON_BLOCK.findall(README.read_text(encoding="utf-8"))
+def pages() -> list[Path]:
+    """README.md and every page of docs/, in a stable order."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+def python_blocks(page: Path) -> list[str]:
+    """The source of every ```python block of ``page``, in order."""
+    return _PYTHON_BLOCK.findall(page.read_text(encoding="utf-8"))
+
+
+def all_python_blocks() -> list[tuple[Path, int, str]]:
+    """(page, block number from 1, source) for every ```python block of every page."""
+    return [
+        (page, number, source)
+        for page in pages()
+        for number, source in enumerate(python_blocks(page), 1)
+    ]
 
 
 def snippet(class_name: str) -> type[Spider]:
-    """Execute the README block defining ``class_name`` and return that spider class."""
-    [source] = [block for block in python_blocks() if f"\nclass {class_name}(" in block]
-    namespace: dict[str, Any] = {"__name__": f"readme_{class_name.lower()}"}
-    exec(compile(source, f"README.md ({class_name})", "exec"), namespace)
+    """Execute the one block (on whichever page) defining ``class_name``; return that spider."""
+    found = [
+        (page, source)
+        for page, _, source in all_python_blocks()
+        if f"\nclass {class_name}(" in source
+    ]
+    assert len(found) == 1, f"class {class_name} is defined in {len(found)} blocks: {found}"
+    [(page, source)] = found
+    namespace: dict[str, Any] = {"__name__": f"docs_{class_name.lower()}"}
+    exec(compile(source, f"{page.relative_to(ROOT)} ({class_name})", "exec"), namespace)
     spider_class = namespace[class_name]
     assert issubclass(spider_class, Spider)
     return spider_class
@@ -70,12 +90,13 @@ async def crawl(
 
 
 def test_there_are_python_blocks() -> None:
-    assert len(python_blocks()) >= 10
+    assert python_blocks(README), "README.md shows a spider"
+    assert len(all_python_blocks()) >= 10
 
 
 def test_every_python_block_parses() -> None:
-    for number, source in enumerate(python_blocks(), 1):
-        ast.parse(source, filename=f"README.md python block {number}")
+    for page, number, source in all_python_blocks():
+        ast.parse(source, filename=f"{page.relative_to(ROOT)} python block {number}")
 
 
 # -- representative snippets, end to end -----------------------------------------------------
@@ -183,153 +204,3 @@ async def test_uploads_snippet() -> None:
     assert bulk.headers["Content-Encoding"] == "gzip"
     assert bulk.headers["Content-Type"] == "application/json"
     assert json.loads(bulk.body) == {"ids": list(range(1000))}
-
-
-# -- the settings table ------------------------------------------------------------------------
-
-SETTINGS_GROUPS: dict[str, tuple[str, ...]] = {
-    "Concurrency and politeness": (
-        "CONCURRENCY",
-        "CONCURRENCY_PER_HOST",
-        "DOWNLOAD_DELAY",
-        "DOWNLOAD_DELAY_JITTER",
-        "HOST_DELAYS",
-        "AUTOTHROTTLE",
-        "AUTOTHROTTLE_START_DELAY",
-        "AUTOTHROTTLE_MAX_DELAY",
-        "AUTOTHROTTLE_TARGET_CONCURRENCY",
-    ),
-    "robots.txt": (
-        "ROBOTSTXT_OBEY",
-        "ROBOTSTXT_RETRY_S",
-        "ROBOTSTXT_MAX_FAILURES",
-        "ROBOTSTXT_MAX_DELAY",
-    ),
-    "Retries": (
-        "RETRY_TIMES",
-        "RETRY_HTTP_CODES",
-        "RETRY_BACKOFF_BASE",
-        "RETRY_BACKOFF_MAX",
-        "RETRY_AFTER_MAX",
-        "RETRY_NON_IDEMPOTENT",
-    ),
-    "Crawl scope and stop conditions": (
-        "DEPTH_LIMIT",
-        "MAX_PAGES",
-        "MAX_ITEMS",
-        "MAX_DURATION",
-        "MAX_ERRORS",
-    ),
-    "HTTP: headers, cookies, redirects, limits": (
-        "USER_AGENT",
-        "DEFAULT_HEADERS",
-        "DOMAIN_HEADERS",
-        "DOMAIN_COOKIES",
-        "COOKIE_JAR",
-        "REQUEST_TIMEOUT",
-        "MAX_REDIRECTS",
-        "TRACE_CONFIGS",
-        "MAX_SESSIONS",
-    ),
-    "Safety limits (see [Safety limits](#safety-limits))": (
-        "READ_TIMEOUT",
-        "MAX_RESPONSE_SIZE",
-        "MAX_LINKS_PER_RESPONSE",
-        "BLOCK_PRIVATE_NETWORKS",
-        "ALLOWED_NETWORKS",
-    ),
-    "Connections and DNS": (
-        "RESOLVE",
-        "DNS_CACHE",
-        "DNS_CACHE_TTL",
-        "DNS_NAMESERVERS",
-        "UNIX_SOCKETS",
-    ),
-    "TLS": ("SSL_VERIFY", "SSL_CA_BUNDLE", "SSL_CLIENT_CERT", "SSL_CLIENT_KEY", "DOMAIN_SSL"),
-    "Proxies": (
-        "PROXY",
-        "PROXIES",
-        "PROXY_FILE",
-        "PROXY_ROTATION",
-        "BAN_STATUS_CODES",
-        "BAN_BODY_PATTERNS",
-        "BAN_ON_NETWORK_ERROR",
-        "PROXY_BAN_COOLDOWN",
-        "PROXY_MAX_BANS",
-        "TRUST_ENV",
-    ),
-    "State, checkpoints and shutdown": (
-        "STATE_DIR",
-        "CHECKPOINT_INTERVAL",
-        "SHUTDOWN_TIMEOUT",
-        "FRONTIER_URL",
-        "JOB",
-        "LEASE_TIMEOUT",
-    ),
-    "HTTP cache (see [The HTTP cache](#the-http-cache))": (
-        "HTTPCACHE_ENABLED",
-        "HTTPCACHE_DIR",
-        "HTTPCACHE_EXPIRATION_SECS",
-        "HTTPCACHE_POLICY",
-        "HTTPCACHE_IGNORE_HTTP_CODES",
-    ),
-    "Middlewares, pipelines and logging": (
-        "DOWNLOADER_MIDDLEWARES",
-        "PIPELINES",
-        "PROGRESS_INTERVAL",
-        "LOG_LEVEL",
-    ),
-}
-
-
-def format_default(value: Any) -> str:
-    """A setting's default as the README shows it."""
-    if isinstance(value, bool):
-        text = str(value)
-    elif isinstance(value, float):
-        text = f"{value:g}"
-    elif isinstance(value, (list, dict)):
-        text = json.dumps(value)
-    elif value == "":
-        text = '""'
-    else:
-        text = str(value)
-    return f"`{text}`"
-
-
-def settings_row(name: str, doc: str, default: Any) -> str:
-    """One row of the README's settings table."""
-    return f"| `{name}` | {format_default(default)} | {doc.replace('|', chr(92) + '|')} |"
-
-
-def settings_tables() -> str:
-    """The README's settings tables, grouped by topic (new settings land in "Other")."""
-    rows = {name: settings_row(name, doc, default) for name, doc, default in Settings.describe()}
-    groups = dict(SETTINGS_GROUPS)
-    grouped = {name for names in groups.values() for name in names}
-    others = tuple(name for name in rows if name not in grouped)
-    if others:
-        groups["Other"] = others
-    parts = []
-    for title, names in groups.items():
-        lines = [f"**{title}**", "", "| setting | default | meaning |", "|---|---|---|"]
-        lines += [rows[name] for name in names if name in rows]
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts)
-
-
-def test_the_settings_table_lists_every_setting_as_it_is() -> None:
-    readme = README.read_text(encoding="utf-8")
-    missing = [
-        name
-        for name, doc, default in Settings.describe()
-        if f"\n{settings_row(name, doc, default)}\n" not in readme
-    ]
-    assert not missing, (
-        f"README.md's settings table is missing or outdated for {missing}:"
-        " regenerate it with `python tests/test_readme_snippets.py`"
-    )
-
-
-if __name__ == "__main__":
-    print(settings_tables())

@@ -1,5 +1,5 @@
-"""README's "Testing your spiders" examples run as written, with the pytest set-up the
-section states (pytest-asyncio, asyncio_mode = "auto"), in a project of their own."""
+"""The examples of docs/testing.md ("Testing your spiders") run as written, with the pytest
+set-up the page states (pytest-asyncio, asyncio_mode = "auto"), in a project of their own."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+TESTING_PAGE = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
 
 SPIDERS = textwrap.dedent(
     """
@@ -35,14 +35,12 @@ SPIDERS = textwrap.dedent(
 )
 
 
-def readme_testing_section() -> str:
-    text = README.read_text(encoding="utf-8")
-    start = text.index("## Testing your spiders")
-    return text[start : text.index("\n## ", start + 1)]
+def read_testing_page() -> str:
+    return TESTING_PAGE.read_text(encoding="utf-8")
 
 
 def test_the_testing_examples_run_as_written(tmp_path: Path) -> None:
-    section = readme_testing_section()
+    section = read_testing_page()
     assert 'asyncio_mode = "auto"' in section and "pytest-asyncio" in section
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     assert len(blocks) == 2
@@ -51,7 +49,7 @@ def test_the_testing_examples_run_as_written(tmp_path: Path) -> None:
     (tmp_path / "myproject" / "spiders.py").write_text(SPIDERS)
     (tmp_path / "tests").mkdir()
     for n, block in enumerate(blocks):
-        (tmp_path / "tests" / f"test_readme_{n}.py").write_text(block)
+        (tmp_path / "tests" / f"test_example_{n}.py").write_text(block)
     (tmp_path / "pyproject.toml").write_text(
         '[tool.pytest.ini_options]\nasyncio_mode = "auto"\npythonpath = ["."]\n'
         'asyncio_default_fixture_loop_scope = "function"\n'

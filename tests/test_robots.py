@@ -17,7 +17,7 @@ from politeness_peers import TOLERANCE_S, Recorder, sequence, status, timed_site
 from crawler import Request, Response
 from crawler.errors import NetworkError
 from crawler.hostboard import HostBoard
-from crawler.robots import RobotsCache, Verdict
+from crawler.robots import NETWORK_EXTRA_TRIES, RobotsCache, Verdict
 from crawler.testing import ManualClock, html_page
 
 ORIGIN = "http://site.test:{port}"
@@ -55,7 +55,9 @@ def site_pages(robots: Any) -> dict[str, dict[str, Any]]:
 async def test_wildcards_allow_precedence_and_crawl_delay_are_obeyed() -> None:
     async with timed_site(site_pages(RULES)) as server:
         spider = Recorder([server.url("site.test")], follow=True)
-        run = await crawl(spider, RESOLVE=server.resolve_map(), ROBOTSTXT_OBEY=True)
+        run = await crawl(
+            spider, RESOLVE=server.resolve_map(), ROBOTSTXT_OBEY=True, FOLLOW_BINARY_LINKS=True
+        )
     assert sorted(server.paths_seen("site.test")) == sorted(
         ["/", "/shop/public/item", "/doc.pdf?page=2", "/list?page=2", "/private/open/y"]
     )
@@ -212,7 +214,9 @@ async def test_unreachable_robots_txt_counts_as_a_failure(refused_port: int) -> 
     spider = Recorder([f"http://127.0.0.1:{refused_port}/"])
     run = await crawl(spider, ROBOTSTXT_OBEY=True, ROBOTSTXT_RETRY_S=0.05, ROBOTSTXT_MAX_FAILURES=2)
     assert run.stats["failures/robots_unavailable"] == 1
-    assert run.crawler.robots is not None and run.crawler.robots.fetched == 2
+    # a network error: the configured tries and NETWORK_EXTRA_TRIES more, retried sooner
+    assert run.crawler.robots is not None
+    assert run.crawler.robots.fetched == 2 + NETWORK_EXTRA_TRIES
     assert spider.responses == []
 
 
@@ -308,15 +312,31 @@ async def test_network_errors_are_retried_within_seconds_and_shown_on_the_host_b
     [wait] = board.waits()
     assert wait.host == "gone.test" and wait.until == 1.0
     assert wait.reason == "robots.txt unavailable (connection refused), retrying"
-    await clock.advance(1.0)
-    second = await cache.check(request)
-    assert second.verdict is Verdict.UNAVAILABLE and second.retry_in_s == 2.0
-    await clock.advance(2.0)
-    assert (await cache.check(request)).verdict is Verdict.GAVE_UP  # after 3 s, not 2 minutes
+    waits = [1.0]
+    while (verdict := await cache.check(request)).verdict is not Verdict.GAVE_UP:
+        if verdict.retry_in_s == waits[-1]:  # asked again before the retry time: no fetch
+            await clock.advance(verdict.retry_in_s)
+            continue
+        waits.append(verdict.retry_in_s)
+    # 3 tries + 3 more for network errors, 1 s then doubling: given up 31 s after the first
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0] and clock.now() == 31.0
+    assert len(fetch.calls) == 6
     assert [w.reason for w in board.waits()] == [
         "robots.txt unavailable (connection refused): gave up"
     ]
-    assert len(fetch.calls) == 3
+
+
+async def test_a_network_blip_does_not_drop_the_host() -> None:
+    clock = ManualClock(start=0.0)
+    fetch = FakeFetch(
+        NetworkError("reset"), NetworkError("reset"), NetworkError("reset"), (200, "")
+    )
+    cache = RobotsCache(fetch, "bot", clock, retry_s=60.0, max_failures=3)
+    request = Request("http://flaky.test/page")
+    for delay in (1.0, 2.0, 4.0):
+        assert (await cache.check(request)).verdict is Verdict.UNAVAILABLE
+        await clock.advance(delay)
+    assert (await cache.check(request)).verdict is Verdict.ALLOWED
 
 
 async def test_a_failure_then_success_obeys_the_rules() -> None:

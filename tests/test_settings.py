@@ -68,7 +68,7 @@ def test_unknown_name_without_a_close_match_has_no_suggestion() -> None:
     with pytest.raises(SettingsError) as info:
         build(XYZZY=1)
     assert "did you mean" not in str(info.value)
-    assert "see the Settings table in README.md" in str(info.value)
+    assert "every name is in docs/settings.md" in str(info.value)
     assert "USER_AGENT" not in str(info.value)  # never the whole list
 
 

@@ -27,6 +27,14 @@ code  meaning
       An HTTP error status is a response, not a failure: it is shown, exit 0
 10    ``crawl parse``: the spider's callback raised (its traceback is on stderr);
       ``crawl shell -c``: the expression raised
+11    the shared crawl's state was lost (``--frontier``: Redis restarted without its
+      data, was flushed, or failed over to an empty replica): every worker stopped,
+      none took it for the end. Restore Redis from its persistence files and run the
+      same command again, or crawl anew under a new job name. A worker started later
+      exits 11 at once, and ``crawl status`` exits 11 too
+12    the shared frontier (Redis) stayed unreachable longer than
+      ``REDIS_UNAVAILABLE_TIMEOUT``: the crawl stopped; the job's state stays in
+      Redis: once it is back, run the same command again to continue
 130   interrupted (SIGINT/SIGTERM): pipelines were flushed, stats printed
 ====  =====================================================================
 """
@@ -54,6 +62,8 @@ __all__ = [
     "EXIT_OUTPUT",
     "EXIT_SPIDER",
     "EXIT_STATE",
+    "EXIT_STATE_LOST",
+    "EXIT_UNAVAILABLE",
     "EXIT_USER_CODE",
     "main",
 ]
@@ -66,6 +76,8 @@ EXIT_OUTPUT = 7
 EXIT_STATE = 8
 EXIT_NOTHING_FETCHED = 9
 EXIT_USER_CODE = 10
+EXIT_STATE_LOST = 11
+EXIT_UNAVAILABLE = 12
 EXIT_INTERRUPTED = 130
 
 

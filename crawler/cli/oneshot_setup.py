@@ -144,11 +144,19 @@ def load_setup(
 
 
 def run_crawl(coro: Coroutine[Any, Any, _T]) -> _T:
-    """``asyncio.run(coro)``; a configuration the crawl refuses exits 2 with its reason."""
+    """``asyncio.run(coro)``; a configuration the crawl refuses exits 2 with its reason, and
+    an exception from the spider's own code (its ``open()``...) exits 10 with its traceback."""
     try:
         return asyncio.run(coro)
     except ConfigError as exc:
         exit_with("EXIT_CONFIG", str(exc))
+    except Exception as exc:
+        shown = user_traceback(exc)
+        if not shown:
+            raise  # our own bug: the full traceback, exit 1
+        # The spider's own code (open(), close(), start requests...) raised: its frames only.
+        click.echo(shown, err=True)
+        exit_with("EXIT_USER_CODE", f"the spider raised {type(exc).__name__}: {exc}")
 
 
 def to_request(url: str, **kwargs: Any) -> Request:

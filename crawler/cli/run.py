@@ -13,12 +13,13 @@ import orjson
 
 from ..engine import Crawler, CrawlResult
 from ..errors import ConfigError, OutputError, SettingsError, SpiderLoadError
+from ..frontier.base import FrontierFailed
 from ..loglines import get_logger
 from ..progress import LiveProgress, LogProgress, ProgressView
 from ..settings import Settings
 from ..spider import Spider
 from ..summary import render_plain, render_rich, summary_rows
-from ..supervisor import OUTPUT_FAILED, Failure
+from ..supervisor import CHECKPOINT_FAILED, FRONTIER_UNAVAILABLE, OUTPUT_FAILED, STATE_LOST, Failure
 from .loader import load_spider_class
 from .logs import setup_logging, stderr_console
 from .project import load_project
@@ -137,7 +138,16 @@ def run_command(
         EXIT_OUTPUT,
         EXIT_SPIDER,
         EXIT_STATE,
+        EXIT_STATE_LOST,
+        EXIT_UNAVAILABLE,
     )
+
+    failure_codes = {
+        OUTPUT_FAILED: EXIT_OUTPUT,
+        CHECKPOINT_FAILED: EXIT_STATE,
+        STATE_LOST: EXIT_STATE_LOST,
+        FRONTIER_UNAVAILABLE: EXIT_UNAVAILABLE,
+    }
 
     cli_settings = _pairs(set_settings, "-s")
     if log_level:
@@ -183,6 +193,9 @@ def run_command(
     except OutputError as exc:  # e.g. an output that cannot even be created
         click.echo(f"error: {Failure(OUTPUT_FAILED, exc).line}", err=True)
         sys.exit(EXIT_OUTPUT)
+    except FrontierFailed as exc:  # e.g. a shared crawl whose state was lost: refused at once
+        click.echo(f"error: {Failure(exc.reason, exc).line}", err=True)
+        sys.exit(failure_codes.get(exc.reason, EXIT_INTERNAL))
     except Exception:
         logger.exception("crawl aborted by an internal error")
         sys.exit(EXIT_INTERNAL)
@@ -192,7 +205,7 @@ def run_command(
     if result.failed:
         # The last line says what failed, in one line (the log above has the details).
         click.echo(f"error: {result.stats.get('error', result.finish_reason)}", err=True)
-        sys.exit(EXIT_OUTPUT if result.finish_reason == OUTPUT_FAILED else EXIT_STATE)
+        sys.exit(failure_codes.get(result.finish_reason, EXIT_INTERNAL))
     if result.interrupted:
         sys.exit(EXIT_INTERRUPTED)
     empty = nothing_crawled(result)
@@ -216,6 +229,8 @@ def nothing_crawled(result: CrawlResult) -> str | None:
     stats = result.stats
     if result.finish_reason == "already_finished" or stats["pages"] > 0:
         return None
+    if stats.get("seeded_here") is False:
+        return None  # another process (or an earlier run) queued the start requests
     skipped = stats["start_errors"]
     if not stats["requests"]:
         if skipped:

@@ -10,7 +10,7 @@ import click
 import orjson
 
 from ..errors import ConfigError
-from ..frontier.redis import ClusterStatus, read_status, safe_url
+from ..frontier.redis import ClusterStatus, read_status, safe_url, state_lost
 
 __all__ = ["status_command"]
 
@@ -35,11 +35,13 @@ __all__ = ["status_command"]
 def status_command(frontier_url: str, job: str, sample: float, as_json: bool) -> None:
     """Show a shared crawl's progress: queued, in flight, done, failed, workers, pages/s.
 
+    A job whose state Redis lost while its workers ran shows as "lost" (exit 11).
+
     \b
     Example:
       crawl status --frontier redis://127.0.0.1:6379/0 --job books --json
     """
-    from . import EXIT_CONFIG
+    from . import EXIT_CONFIG, EXIT_STATE_LOST
 
     try:
         first, last = asyncio.run(_sample(frontier_url, job, sample))
@@ -58,8 +60,14 @@ def status_command(frontier_url: str, job: str, sample: float, as_json: bool) ->
     if as_json:
         doc = dataclasses.asdict(last) | {"pages_per_s": now, "pages_per_s_average": average}
         click.echo(orjson.dumps(doc).decode())
-        return
-    click.echo(_render(last, frontier_url, elapsed, average, now, sample))
+    else:
+        click.echo(_render(last, frontier_url, elapsed, average, now, sample))
+    if last.state == "lost":  # the workers' verdict, and the same exit code
+        where = f"job {job!r} in Redis {safe_url(frontier_url)}"
+        click.echo(
+            f"error: {state_lost(f'{where} lost its state while its workers ran')}", err=True
+        )
+        sys.exit(EXIT_STATE_LOST)
 
 
 async def _sample(url: str, job: str, sample_s: float) -> tuple[ClusterStatus, ClusterStatus]:

@@ -1,4 +1,8 @@
-"""The downloader: a shared connector, per-domain sessions, TLS and proxy choice, fetch()."""
+"""The downloader: a shared connector, per-domain sessions, TLS and proxy choice, fetch().
+
+HTTP proxies are aiohttp's ``proxy=``; a SOCKS proxy has a connector of its own
+(``socks.py``), owned here and closed after the sessions.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from ..clock import Clock, MonotonicClock
-from ..errors import BlockedAddress, RequestTimeout, SettingsError, TooManyRedirects
+from ..errors import BlockedAddress, FetchError, RequestTimeout, SettingsError, TooManyRedirects
 from ..loglines import short_url
 from ..pipeline import load_object
 from ..request import Request
@@ -21,9 +25,10 @@ from .connector import Connector, ConnectorOptions, build_connector
 from .cookies import check_cookies
 from .fetch import BodyLimit, fetch
 from .guard import AddressGuard, BlockedAddressError, GuardedResolver
-from .proxies import check_proxy_url, redact
+from .proxies import check_proxy_url, is_socks, redact
 from .redirects import REDIRECT_STATUSES, next_hop
 from .sessions import SessionOptions, SessionPool, merge_headers, registered_domain
+from .socks import SocksConnectors
 from .tls import TlsOptions, TlsPolicy
 from .tracing import TimingSummary, finish_timings, timing_trace_config
 
@@ -156,16 +161,20 @@ class Downloader:
         self.tls = TlsPolicy(options.tls)  # loads CA bundles now: a bad path fails before the crawl
         self.timings = TimingSummary()
         self.guard = AddressGuard(options.guard.enabled, options.guard.allowed_networks)
-        if options.proxy:
+        if options.proxy and not is_socks(options.proxy):
             self.guard.trust_url(options.proxy)
-        self._trusted_proxies: set[str] = set()
+        self._known_proxies: set[str] = set()
         self._default_limit = BodyLimit(options.max_bytes)
         self._connector: Connector | None = None
+        self._socks: SocksConnectors | None = None
         self._sessions: SessionPool | None = None
 
     async def __aenter__(self) -> Downloader:
-        self._connector = build_connector(self.options.connector, self.guard)
-        self._sessions = SessionPool(self._connector, self.options.sessions)
+        self._connector = connector = build_connector(self.options.connector, self.guard)
+        resolver = connector.owned_resolver  # guarded: socks5/socks4 targets go through it
+        unguarded = resolver.inner if isinstance(resolver, GuardedResolver) else resolver
+        self._socks = SocksConnectors(self.options.connector, resolver, unguarded, self.guard)
+        self._sessions = SessionPool(connector, self.options.sessions, self._socks)
         if self.options.sessions.trust_env:
             for url in urllib.request.getproxies().values():
                 self.guard.trust_url(url)  # the user's own proxies, from the environment
@@ -198,14 +207,8 @@ class Downloader:
     def _check_through_proxy(self, hop: Request) -> None:
         """A proxy resolves names itself, but an IP literal (or localhost) in the URL is
         visibly private: refuse it here rather than ask the proxy to fetch it."""
-        host = hop.host.strip("[]")
-        address = "127.0.0.1" if host == "localhost" or host.endswith(".localhost") else host
         try:
-            ipaddress.ip_address(address)
-        except ValueError:
-            return
-        try:
-            self.guard.check(host, address)
+            self.guard.check_unresolved(hop.host)
         except BlockedAddressError as exc:
             raise BlockedAddress(
                 f"not fetching {short_url(hop.url)} through a proxy: {exc.strerror}", hop.url
@@ -225,18 +228,17 @@ class Downloader:
         request: Request,
         proxy: str | None = None,
         *,
-        follow: Callable[[str], bool] | None = None,
+        follow: Callable[[Request], bool] | None = None,
     ) -> Response:
         """Fetch ``request``, following redirects hop by hop through each hop's own session.
 
         The proxy is ``request.proxy``, else ``proxy`` (a pool's choice), else PROXY.
-        ``follow(host)`` may refuse a redirect target (e.g. an offsite host): the
-        3xx that pointed there is then returned as the response.
+        ``follow(target)`` may refuse a redirect's target request before it is sent (an
+        offsite host, a URL pattern): the 3xx that pointed there is then the response.
         """
         proxy = request.proxy or proxy or self.options.proxy or None
-        if proxy and proxy not in self._trusted_proxies and len(self._trusted_proxies) < 4096:
-            self._trusted_proxies.add(proxy)
-            self.guard.trust_url(proxy)  # a proxy the user chose may be on a private network
+        if proxy and proxy not in self._known_proxies:
+            self._first_sight(proxy, request.url)
         timings: dict[str, float] = {}
         deadline = self.clock.now() + self.options.sessions.timeout_s  # for the whole chain
         limit = self._limit(request)
@@ -248,6 +250,20 @@ class Downloader:
         response.timings = finish_timings(timings)
         self.timings.add(response.timings)
         return response
+
+    def _first_sight(self, proxy: str, url: str) -> None:
+        """An HTTP proxy the user chose may be on a private network: trust its address
+        (aiohttp dials it through the guarded connector). A SOCKS URL is checked (a
+        ``Request(proxy=)`` is not, up front); its address is not trusted (``socks.py``)."""
+        if is_socks(proxy):
+            try:
+                check_proxy_url(proxy, "Request.proxy")
+            except SettingsError as exc:
+                raise FetchError(str(exc), url) from None
+        else:
+            self.guard.trust_url(proxy)
+        if len(self._known_proxies) < 4096:
+            self._known_proxies.add(proxy)
 
     def _limit(self, request: Request) -> BodyLimit:
         """The body limit for ``request``: MAX_RESPONSE_SIZE unless its meta says otherwise."""
@@ -282,7 +298,7 @@ class Downloader:
             remaining = deadline - self.clock.now()
             if remaining <= 0:
                 raise RequestTimeout(f"timed out fetching {short_url(hop.url)}", hop.url)
-        session = pool.acquire(host)
+        session = pool.acquire(host, proxy)
         ssl = None
         if hop.yarl_url.scheme == "https" or hop.ssl is not None:
             ssl = self.tls.for_request(hop.ssl, registered_domain(host))
@@ -304,7 +320,7 @@ class Downloader:
                 timings=timings,
             )
         finally:
-            pool.release(host)
+            pool.release(host, proxy)
             if pool.has_evicted:
                 await pool.close_idle()
 
@@ -316,7 +332,7 @@ class Downloader:
         timings: dict[str, float],
         deadline: float,
         limit: BodyLimit,
-        follow: Callable[[str], bool] | None,
+        follow: Callable[[Request], bool] | None,
     ) -> Response:
         """Follow the redirects starting at ``response``; the final response carries them all.
 
@@ -330,7 +346,7 @@ class Downloader:
         on_origin = True
         while True:
             target = next_hop(hop, response.status, response.headers.get("Location"))
-            if target is None or (follow is not None and not follow(target.host)):
+            if target is None or (follow is not None and not follow(target)):
                 break
             history.append(RedirectHop(response.url, response.status, response.headers))
             if len(history) > max_redirects:
@@ -357,6 +373,9 @@ class Downloader:
         if self._sessions is not None:
             await self._sessions.close()
             self._sessions = None
+        if self._socks is not None:
+            await self._socks.close()
+            self._socks = None
         if self._connector is not None:
             await self._connector.close()
             self._connector = None

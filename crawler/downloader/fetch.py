@@ -31,8 +31,9 @@ from ..request import Request
 from ..response import Response
 from .decoding import MAX_LAYERS, BodyDecoder
 from .guard import BlockedAddressError
-from .proxies import redact
+from .proxies import is_socks, redact
 from .sessions import split_headers
+from .socks import SocksError
 
 __all__ = ["BodyLimit", "fetch"]
 
@@ -76,7 +77,8 @@ async def fetch(
     connection, the headers and every read; decoding between reads is bounded by
     the size cap (see ``decoding.py``). ``headers`` replace
     ``request.headers`` (the downloader adds credentials for the origin).
-    ``proxy`` and ``ssl`` are the already-resolved choices for this request;
+    ``proxy`` and ``ssl`` are the already-resolved choices for this request (a SOCKS
+    ``proxy`` is ``session``'s connector already: it is only named in errors here);
     ``timings`` (filled by the timing TraceConfig) becomes ``response.timings``.
     """
     kwargs: dict[str, Any] = {"allow_redirects": False}
@@ -86,13 +88,14 @@ async def fetch(
     if timings is not None:
         kwargs["trace_request_ctx"] = timings
     headers = request.headers if headers is None else headers
+    http_proxy = proxy if proxy and not is_socks(proxy) else None
     if headers:
         if any(name.lower() == "proxy-authorization" for name in headers):
             headers, taken = split_headers(headers, _PROXY_AUTH)
             proxy_auth = taken.getall("Proxy-Authorization")[-1]
-            if proxy:
+            if http_proxy:
                 # for the proxy only: aiohttp would send a plain header to the origin too
-                # (inside an https tunnel, where no proxy reads it)
+                # (inside an https tunnel, where no proxy reads it); SOCKS never reads it
                 kwargs["proxy_headers"] = {"Proxy-Authorization": proxy_auth}
         kwargs["headers"] = headers
     if request.cookies:
@@ -101,8 +104,8 @@ async def fetch(
         kwargs["data"] = request.data
     elif request.json is not None:
         kwargs["json"] = request.json
-    if proxy:
-        kwargs["proxy"] = proxy
+    if http_proxy:
+        kwargs["proxy"] = http_proxy
     if ssl is not None:
         kwargs["ssl"] = ssl
     url = request.url
@@ -144,6 +147,8 @@ def _translate(exc: Exception, url: str, proxy: str | None) -> FetchError:
     if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError)):
         return TlsError(f"TLS failure for {short_url(url)}: {_reason(exc)}", url)
     shown = redact(proxy) or "(from the environment)"
+    if isinstance(exc, SocksError):
+        return _socks_error(exc, url, shown)
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
         return ProxyError(
             f"cannot connect to proxy {shown} for {short_url(url)}: {_reason(exc)}", url
@@ -168,6 +173,19 @@ def _translate(exc: Exception, url: str, proxy: str | None) -> FetchError:
     if isinstance(exc, aiohttp.ClientError):
         return FetchError(f"request to {short_url(url)} failed: {_reason(exc)}", url)
     raise exc
+
+
+def _socks_error(exc: SocksError, url: str, shown: str) -> ProxyError:
+    reason = _reason(str(exc))
+    if not exc.reached:
+        return ProxyError(f"cannot connect to proxy {shown} for {short_url(url)}: {reason}", url)
+    if exc.auth:
+        return ProxyError(
+            f"proxy {shown} refused {short_url(url)}: {reason}"
+            " (check the credentials in the proxy URL)",
+            url,
+        )
+    return ProxyError(f"proxy {shown} could not reach {short_url(url)}: {reason}", url)
 
 
 async def _read_body(

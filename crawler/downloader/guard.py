@@ -16,8 +16,13 @@ resolver wrapper (DNS names, including non-canonical IP spellings such as
 ``2130706433`` that only the system resolver understands) and the connector's
 socket factory (IP literals, which aiohttp never sends to a resolver). So
 redirects, links, DNS rebinding and odd IP spellings all meet the same check.
-Through a proxy only the proxy's own address is seen: what the proxy connects
-to is the proxy's business.
+
+Through a proxy that resolves names itself (HTTP, socks5h, socks4a) the
+connector sees only the proxy's address: the downloader refuses IP literals and
+``localhost`` names in the URL (:meth:`AddressGuard.check_unresolved`); what
+another name resolves to at the proxy is the proxy's business. Through socks5 and
+socks4 we resolve the target ourselves, with this resolver wrapper, and the SOCKS
+connector checks the address it asks the proxy for (see ``socks.py``).
 """
 
 from __future__ import annotations
@@ -173,6 +178,20 @@ class AddressGuard:
             self._logged.add(host)
             logger.warning("refused to connect: %s", BlockedAddressError(host, address).strerror)
         raise BlockedAddressError(host, address)
+
+    def check_unresolved(self, host: str) -> None:
+        """Check ``host`` as a proxy will be asked for it, unresolved: an IP literal or a
+        ``localhost`` name (loopback, RFC 6761) is judged here, any other name cannot be
+        (a trusted start host passes). Raises :class:`BlockedAddressError`."""
+        host = host.lower().rstrip(".").strip("[]")
+        if host in self._hosts:
+            return
+        address = "127.0.0.1" if host == "localhost" or host.endswith(".localhost") else host
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            return
+        self.check(host, address)
 
     def socket_factory(self, addr_info: tuple[Any, ...]) -> socket.socket:
         """The connector's socket factory: the last check, on the exact address dialled."""

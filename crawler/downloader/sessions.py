@@ -4,6 +4,12 @@ Sessions share one connector, so opening one is cheap; at most ``max_open`` stay
 open and the least recently used idle one is closed beyond that. A closed
 session's cookie jar is kept, so cookies survive for the whole crawl. Hosts
 mapped to a Unix socket get a session of their own on a ``UnixConnector``.
+
+A request through a SOCKS proxy needs a connector for that proxy (``socks.py``),
+and an aiohttp session is bound to one connector: such requests get a session per
+(domain, SOCKS proxy), counted and evicted like the others, holding the domain's
+own cookie jar object and headers, so cookies set through one proxy are sent
+through another or directly (sticky rotation clears the jar for a new identity).
 """
 
 from __future__ import annotations
@@ -17,8 +23,11 @@ import aiohttp
 from aiohttp.abc import AbstractCookieJar
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ..errors import SettingsError
 from .cookies import jar_cookies_for, make_cookie_jar, seed_cookies
 from .decoding import ACCEPT_ENCODING
+from .proxies import is_socks
+from .socks import SocksConnectors
 from .suffixes import registered_domain
 
 __all__ = [
@@ -82,24 +91,33 @@ class SessionOptions:
 
 
 class _Entry:
-    __slots__ = ("in_use", "session")
+    __slots__ = ("in_use", "jar_key", "session", "socks")
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: aiohttp.ClientSession, jar_key: str, socks: str | None) -> None:
         self.session = session
         self.in_use = 0
+        self.jar_key = jar_key  # the domain's session key, under which its jar is kept
+        self.socks = socks  # the SOCKS proxy URL whose connector the session is on
 
 
 class SessionPool:
     """Hands out the session of a host's registered domain, opening it on first use."""
 
-    def __init__(self, connector: aiohttp.BaseConnector, options: SessionOptions) -> None:
+    def __init__(
+        self,
+        connector: aiohttp.BaseConnector,
+        options: SessionOptions,
+        socks: SocksConnectors | None = None,
+    ) -> None:
         self._connector = connector
         self._options = options
+        self._socks = socks  # its owner (the downloader) closes it after this pool
         self._open: OrderedDict[str, _Entry] = OrderedDict()
         self._jars: dict[str, AbstractCookieJar] = {}
         read = min(options.read_timeout_s or options.timeout_s, options.timeout_s)
         self._timeout = aiohttp.ClientTimeout(total=options.timeout_s, sock_read=read)
-        self._closing: list[aiohttp.ClientSession] = []
+        self._closing: list[_Entry] = []
+        self._jar_users: dict[str, int] = {}  # open sessions per jar key (direct and SOCKS)
         self._unix = {h.lower(): path for h, path in options.unix_sockets.items()}
         self._unix_connectors: dict[str, aiohttp.UnixConnector] = {}
         self._credentials: dict[str, CIMultiDictProxy[str]] = {}
@@ -150,12 +168,23 @@ class SessionPool:
             return f"unix:{host}"
         return registered_domain(host)
 
-    def acquire(self, host: str) -> aiohttp.ClientSession:
-        """The session for ``host``; pair every call with :meth:`release`."""
-        key = self.key(host)
+    def acquire(self, host: str, proxy: str | None = None) -> aiohttp.ClientSession:
+        """The session for ``host`` (through ``proxy`` if that is a SOCKS proxy: an HTTP
+        proxy is a per-request choice aiohttp makes); pair every call with :meth:`release`.
+
+        Raises SettingsError for a SOCKS proxy when the pool was built without SOCKS
+        connectors.
+        """
+        key = jar_key = self.key(host)
+        socks = None
+        # a host mapped to a Unix socket (UNIX_SOCKETS) is reached there, SOCKS proxy or not
+        if proxy is not None and is_socks(proxy) and not key.startswith("unix:"):
+            if self._socks is None:
+                raise SettingsError("this session pool was built without SOCKS connectors")
+            socks, key = proxy, f"{jar_key} {proxy}"  # a URL holds no space
         entry = self._open.get(key)
         if entry is None:
-            entry = self._open[key] = _Entry(self._new_session(key, host))
+            entry = self._open[key] = self._new_entry(jar_key, host, socks)
             if len(self._open) > self._options.max_open:
                 self._evict_idle()
         else:
@@ -163,9 +192,12 @@ class SessionPool:
         entry.in_use += 1
         return entry.session
 
-    def release(self, host: str) -> None:
-        """The request through ``host``'s session is finished."""
-        entry = self._open.get(self.key(host))
+    def release(self, host: str, proxy: str | None = None) -> None:
+        """The request through ``host``'s session (and ``proxy``, as acquired) is finished."""
+        key = self.key(host)
+        if proxy is not None and is_socks(proxy) and not key.startswith("unix:"):
+            key = f"{key} {proxy}"
+        entry = self._open.get(key)
         if entry is not None:
             entry.in_use -= 1
 
@@ -205,35 +237,48 @@ class SessionPool:
         """How many sessions are open now."""
         return len(self._open)
 
-    def _new_session(self, key: str, host: str) -> aiohttp.ClientSession:
+    def _new_entry(self, key: str, host: str, socks: str | None) -> _Entry:
         options = self._options
         headers, _ = split_credentials(self._layered_headers(registered_domain(host)))
         connector: aiohttp.BaseConnector = self._connector
-        if key.startswith("unix:"):
+        if socks is not None and self._socks is not None:
+            connector = self._socks.acquire(socks)
+        elif key.startswith("unix:"):
             connector = self._unix_connectors.get(host) or self._unix_connectors.setdefault(
                 host, aiohttp.UnixConnector(path=self._unix[host])
             )
-        return aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector,
             connector_owner=False,
             cookie_jar=self.cookie_jar(host),
             headers=headers,
             timeout=self._timeout,
-            trust_env=options.trust_env,
+            # an explicit SOCKS proxy wins over HTTP(S)_PROXY, as aiohttp's proxy= does
+            trust_env=options.trust_env and socks is None,
             trace_configs=list(options.trace_configs) or None,
             # we decode ourselves, in bounded steps under MAX_RESPONSE_SIZE (decoding.py)
             auto_decompress=False,
         )
+        self._jar_users[key] = self._jar_users.get(key, 0) + 1
+        return _Entry(session, key, socks)
 
     def _evict_idle(self) -> None:
         for key, entry in self._open.items():
             if entry.in_use == 0:
                 del self._open[key]
-                jar = self._jars.get(key)
-                if jar is not None and len(jar) == 0:  # type: ignore[arg-type]
-                    del self._jars[key]  # an empty jar costs memory and holds nothing
-                self._closing.append(entry.session)
+                self._let_go(entry)
                 return
+
+    def _let_go(self, entry: _Entry) -> None:
+        """``entry`` left the open sessions: it is closed by :meth:`close_idle`."""
+        jar_key = entry.jar_key
+        users = self._jar_users[jar_key] = self._jar_users.get(jar_key, 1) - 1
+        if users <= 0:
+            del self._jar_users[jar_key]
+            jar = self._jars.get(jar_key)
+            if jar is not None and len(jar) == 0:  # type: ignore[arg-type]
+                del self._jars[jar_key]  # an empty jar costs memory and holds nothing
+        self._closing.append(entry)
 
     @property
     def has_evicted(self) -> bool:
@@ -241,17 +286,22 @@ class SessionPool:
         return bool(self._closing)
 
     async def close_idle(self) -> None:
-        """Close sessions evicted since the last call."""
+        """Close sessions evicted since the last call (and SOCKS connectors left idle)."""
         closing, self._closing = self._closing, []
-        for session in closing:
-            await session.close()
+        for entry in closing:
+            await entry.session.close()
+            if entry.socks is not None and self._socks is not None:
+                self._socks.release(entry.socks)
+        if self._socks is not None:
+            await self._socks.close_idle()
 
     async def close(self) -> None:
-        """Close every session and the Unix connectors (the shared one is its owner's)."""
-        await self.close_idle()
+        """Close every session and the Unix connectors (the shared one and the SOCKS
+        ones are their owner's)."""
         while self._open:
             _, entry = self._open.popitem()
-            await entry.session.close()
+            self._closing.append(entry)  # jars stay: a hook may still read them
+        await self.close_idle()
         for connector in self._unix_connectors.values():
             await connector.close()
         self._unix_connectors.clear()

@@ -13,26 +13,34 @@ its own, checked with ``isinstance`` (never a ``getattr`` probe):
 - :class:`StatsPublisher` (Redis): every process's stats, summed for ``crawl status``.
 - :class:`DelayRefunds` (memory, SQLite, Redis): a request answered without the network
   (an HTTP cache hit) gives its host's ``DOWNLOAD_DELAY`` back.
+- :class:`HealthReports` (Redis): a frontier on a server says while it waits for the
+  server, and fails for good (:class:`FrontierFailed`) when the server stayed away too
+  long (:class:`FrontierUnavailable`) or lost the crawl's state (:class:`StateLost`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ..errors import LeaseError
+from ..errors import CrawlerError, LeaseError
 from ..loglines import short_url
 from ..request import Request
+from ..settings import Settings
 
 __all__ = [
     "CheckpointMarks",
     "DelayRefunds",
     "Frontier",
     "FrontierCounts",
+    "FrontierFailed",
+    "FrontierUnavailable",
+    "HealthReports",
     "Lease",
     "PolitenessPolicy",
     "Resettable",
+    "StateLost",
     "StatsPublisher",
 ]
 
@@ -79,6 +87,16 @@ class PolitenessPolicy:
     delay_s: float = 0.0
     jitter: float = 0.0  # each delay is multiplied by uniform(1 - jitter, 1 + jitter)
     host_delays: Mapping[str, float] = field(default_factory=dict)  # per-host overrides
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PolitenessPolicy:
+        """CONCURRENCY_PER_HOST, DOWNLOAD_DELAY (with its jitter) and HOST_DELAYS."""
+        return cls(
+            per_host=settings.CONCURRENCY_PER_HOST,
+            delay_s=settings.DOWNLOAD_DELAY,
+            jitter=settings.DOWNLOAD_DELAY_JITTER,
+            host_delays={h.lower(): d for h, d in settings.HOST_DELAYS.items()},
+        )
 
 
 @runtime_checkable
@@ -185,3 +203,41 @@ class DelayRefunds(Protocol):
         No-op if another request of ``host`` started after ``since`` or a hold
         (``hold_host``) applies since: those delays were used.
         """
+
+
+class FrontierFailed(CrawlerError):
+    """The frontier's server failed for good: the crawl stops; ``reason`` is its finish reason."""
+
+    reason = "frontier_failed"
+
+
+class StateLost(FrontierFailed):
+    """The shared crawl's state is gone or was replaced (a Redis restarted empty, flushed,
+    or failed over to an empty replica): nothing of it can be trusted (``crawl run`` exits 11)."""
+
+    reason = "state_lost"
+
+
+class FrontierUnavailable(FrontierFailed):
+    """The frontier's server stayed unreachable longer than allowed (``crawl run`` exits 12);
+    its state is kept there: running the same command again continues the crawl."""
+
+    reason = "frontier_unavailable"
+
+
+@runtime_checkable
+class HealthReports(Protocol):
+    """A frontier on a server that can go away or lose the crawl (optional capability: Redis).
+
+    While the server is unreachable the frontier waits (leases wait, in-flight work goes
+    on) for up to ``unavailable_timeout_s`` seconds and says so in :meth:`status_note`.
+    When it fails for good it calls ``on_failure`` once, then hands out no more leases.
+    """
+
+    def watch_health(
+        self, on_failure: Callable[[FrontierFailed], None], unavailable_timeout_s: float
+    ) -> None:
+        """Call ``on_failure`` when the frontier fails for good; wait out outages this long."""
+
+    def status_note(self) -> str | None:
+        """A short line for progress displays (e.g. "waiting for Redis (since 12:03:04)")."""

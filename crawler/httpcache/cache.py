@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -13,6 +14,7 @@ from multidict import CIMultiDict
 
 from ..errors import ConfigError, FetchError
 from ..fingerprint import fingerprint
+from ..loglines import get_logger
 from ..request import Request
 from ..response import Response
 from ..settings import Settings
@@ -20,7 +22,9 @@ from ..stats import Stats
 from . import freshness
 from .store import CachedResponse, ResponseStore
 
-__all__ = ["MODES", "CacheClock", "HttpCache", "NotRecorded", "WallClock"]
+logger = get_logger("crawler.httpcache")
+
+__all__ = ["MODES", "CacheClock", "HttpCache", "NotRecorded", "WallClock", "cache_key"]
 
 MODES = ("always", "http", "record", "replay")
 
@@ -84,6 +88,7 @@ class HttpCache:
         self.ignore_http_codes = frozenset(ignore_http_codes)
         self.clock: CacheClock = clock or WallClock()
         self.not_recorded: list[str] = []  # replay: URLs asked for that were not recorded
+        self._warned: set[tuple[str, str]] = set()
         self._store = ResponseStore(self.path)
 
     @classmethod
@@ -144,12 +149,12 @@ class HttpCache:
         ``required`` it is also listed in :attr:`not_recorded`.
         """
         count = stats.inc if stats is not None else _uncounted
-        key = fingerprint(request)
+        key = cache_key(request)
         if self.mode == "record":
             response = await call_next(request)
             await self._put(key, response, count)
             return response, True
-        entry = await self._store.get(key)
+        entry = await self._get(key, count)
         now = self.clock.now()
         if self.mode == "replay":
             if entry is None:
@@ -199,8 +204,8 @@ class HttpCache:
 
     def _storable(self, request: Request, response: Response) -> bool:
         status = response.status
-        if status in self.ignore_http_codes:
-            return False
+        if status in self.ignore_http_codes or status == 304:
+            return False  # a 304 answers the request's own validators: no body to keep
         if self.mode == "http":
             return (
                 status != 304  # an answer to the request's own validators: no body to keep
@@ -229,17 +234,65 @@ class HttpCache:
         await self._store.put(key, merged)
         return merged.to_response(request)
 
+    async def _get(self, key: bytes, count: Callable[[str], None]) -> CachedResponse | None:
+        """The stored entry, or None; an unreadable one is a miss (a dev cache never fails
+        a request: the page is fetched again and the entry rewritten)."""
+        try:
+            return await self._store.get(key)
+        except Exception as exc:
+            count("httpcache/errors")
+            self._warn("read", exc)
+            return None
+
     async def _put(self, key: bytes, response: Response, count: Callable[[str], None]) -> None:
         now = self.clock.now()
         lifetime = freshness.lifetime_s(response.headers) if self.mode == "http" else 0.0
-        await self._store.put(key, CachedResponse.of(response, now, now + lifetime))
+        try:
+            await self._store.put(key, CachedResponse.of(response, now, now + lifetime))
+        except Exception as exc:  # the response is still good: hand it on, uncached
+            count("httpcache/errors")
+            self._warn("write", exc)
+            return
         count("httpcache/store")
+
+    def _warn(self, what: str, exc: Exception) -> None:
+        """One warning per kind of failure (a broken file would otherwise log every request)."""
+        key = (what, type(exc).__name__)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        logger.warning(
+            "HTTP cache %s cannot %s an entry (%s: %.200s); going on without it",
+            self.path,
+            what,
+            type(exc).__name__,
+            exc,
+        )
 
 
 # Headers of a 304 that describe its own (empty) body, not the stored one (RFC 9111 4.3.4).
 _KEEP_STORED = frozenset(
     ("content-length", "content-type", "content-encoding", "transfer-encoding")
 )
+
+
+def cache_key(request: Request) -> bytes:
+    """The request's fingerprint, mixed with its credentials when it has any: a page fetched
+    as one user (Authorization, URL credentials, request cookies) is never served to another.
+    Only a hash of them is kept."""
+    key = fingerprint(request)
+    headers = request.headers
+    auth = None
+    if headers:
+        auth = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+    cookies = request.cookies
+    if auth is None and not cookies:
+        return key
+    identity = hashlib.sha256(key)
+    identity.update((auth or "").encode())
+    for name, value in sorted((cookies or {}).items()):
+        identity.update(f"\0{name}={value}".encode())
+    return identity.digest()[: len(key)]
 
 
 def _uncounted(_key: str) -> None:

@@ -6,7 +6,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..clock import Clock
 from ..frontier.base import DelayRefunds
-from ..middleware import EndRequest, Failed, Handler
+from ..middleware import EndRequest, Failed, Handler, lease_started
 from ..request import Request
 from ..response import Response
 from ..stats import Stats
@@ -34,7 +34,9 @@ class HttpCacheMiddleware:
 
     async def handle(self, request: Request, call_next: Handler) -> Response:
         """Serve from the cache, or fetch through ``call_next`` and store."""
-        since = self.clock.now()  # the request was leased by now (the frontier's clock)
+        # When the request was leased (set by the worker; now, outside a crawl): a refund is
+        # refused if another request of the host started since, e.g. while robots.txt loaded.
+        since = lease_started.get(self.clock.now())
         try:
             response, networked = await self.cache.fetch(request, call_next, self.stats)
         except NotRecorded as exc:

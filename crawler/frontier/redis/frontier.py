@@ -12,16 +12,14 @@ processes on different machines never see a half-done change:
   records a lease with a deadline ``lease_timeout_s`` ahead.
 - A heartbeat renews this process's leases every ``lease_timeout_s / 3``; a dead
   process's leases expire and the next ``lease`` anywhere re-queues them (at least once).
-- ``ack`` / ``fail`` / ``retry`` go with this process's next ``lease`` (one round trip)
-  or right after. They free the host's slot, but an acked request stays leased (D/F)
-  until this process's next ``flush()``, which the engine calls after the items are
-  flushed: a crash never marks done a request whose items were not written.
+- ``ack`` / ``fail`` / ``retry`` ride with the next ``lease`` (:mod:`.releases`); an acked
+  request stays leased until the engine's next ``flush()``, after the items are written.
 - The crawl is exhausted for everyone when nothing is queued, delayed or leased
   and nobody is still seeding; every waiting ``lease`` then returns None.
 
-Idle workers wait as :mod:`.waiting` says. Redis calls are retried through lost
-connections (see :mod:`.link`): a request is lost only if Redis loses it (README,
-"Scaling out": persistence settings).
+Idle workers wait as :mod:`.waiting` says. Redis calls are retried through outages
+(:mod:`.link`) for up to REDIS_UNAVAILABLE_TIMEOUT; the job's epoch tells a lost state
+from a finished crawl (:mod:`.health`).
 """
 
 from __future__ import annotations
@@ -30,20 +28,21 @@ import asyncio
 import os
 import random
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ...bounded import RecentHosts
 from ...clock import Clock, MonotonicClock
 from ...errors import ConfigError, CrawlerError
 from ...fingerprint import fingerprint
 from ...loglines import get_logger
 from ...request import Request
-from ..base import FrontierCounts, Lease, PolitenessPolicy
+from ..base import FrontierCounts, FrontierFailed, Lease, PolitenessPolicy
 from ..codec import RequestCodec
-from ..leases import LeaseBook
 from ..seen import SeenCache
 from . import scripts as lua
+from .delays import HostDelays
+from .health import Health, join
+from .held import HeldLeases
 from .link import RedisLink, repeat, safe_url
 from .releases import Releases
 from .status import PublishedStats, read_counts
@@ -97,7 +96,7 @@ class RedisFrontier:
         self._rng = random.Random()
         self._waiters = PolledWaiters(self.clock)
         self._known = SeenCache(_KNOWN_MAX)  # fingerprints known to be in the seen set
-        self._held: LeaseBook[bytes] = LeaseBook(job)  # lease -> its request id
+        self._held = HeldLeases(job)  # lease -> its request id
         self._releases = Releases(
             self._link,
             self.worker,
@@ -105,10 +104,16 @@ class RedisFrontier:
             final=flush_interval_s <= 0,
             on_ready=self._waiters.wake_one,
         )
-        self._host_delays: dict[str, float | None] = {}  # last value sent per host
-        # Per host, this process's last lease (id, local clock time): what refund_delay names.
-        self._last_lease: RecentHosts[tuple[bytes, float]] = RecentHosts()
         self._stats = PublishedStats(self._link)
+        self._health = Health(self._link, self.stop)
+        self._delays = HostDelays(
+            self._link,
+            self._health,
+            lambda: [self._now(), self._limit],
+            self._waiters.wake,
+            self.clock,
+        )
+        self._known_at = 0  # the link's recoveries when ``_known`` was last trusted
         self._seeding = False
         self._stopped = False
         self._closing = asyncio.Event()  # ends the background tasks (see link.repeat)
@@ -133,32 +138,30 @@ class RedisFrontier:
         try:
             meta, timeout = link.key("meta"), self.lease_timeout_s
             await link.do(lambda: client.hset(meta, "lease_timeout_s", timeout), _CONNECT_GIVE_UP_S)
+            await self._health.refuse_lost_job()
             if self.policy.host_delays:
                 delays = [item for pair in self.policy.host_delays.items() for item in pair]
                 await link.do(lambda: client.hset(link.key("pdelay"), items=delays))
             await self._renew()
         except BaseException as exc:
             await link.close()
-            if isinstance(exc, CrawlerError) and not isinstance(exc, ConfigError):
+            if isinstance(exc, CrawlerError) and not isinstance(exc, ConfigError | FrontierFailed):
                 raise ConfigError(f"cannot use the Redis frontier: {exc}") from None
             raise
-        self._tasks = [
-            asyncio.create_task(
-                repeat(
-                    self._closing, self.lease_timeout_s / 3, self._renew, f"{self.job}: heartbeat"
-                ),
-                name=f"heartbeat {self.job}",
+        link.watch_outages = True  # from now on, an outage may last REDIS_UNAVAILABLE_TIMEOUT
+        closing, job = self._closing, self.job
+        loops = {
+            "heartbeat": repeat(
+                closing, self.lease_timeout_s / 3, self._renew, f"{job}: heartbeat"
             ),
-            asyncio.create_task(
-                link.listen(self._waiters.wake_one, lambda: not self._closing.is_set()),
-                name=f"wake-ups {self.job}",
-            ),
-        ]
+            "wake-ups": link.listen(self._waiters.wake_one, lambda: not closing.is_set()),
+        }
         if 0 < self.flush_interval_s < float("inf"):
-            flushing = repeat(
-                self._closing, self.flush_interval_s, self._releases.finalize, f"{self.job}: flush"
-            )
-            self._tasks.append(asyncio.create_task(flushing, name=f"flush {self.job}"))
+            flush = self._releases.finalize
+            loops["flush"] = repeat(closing, self.flush_interval_s, flush, f"{job}: flush")
+        self._tasks = [
+            asyncio.create_task(loop, name=f"{name} {job}") for name, loop in loops.items()
+        ]
 
     async def close(self) -> None:
         """Stop; send acks (final only if flushed), give leases still held back, disconnect."""
@@ -173,15 +176,13 @@ class RedisFrontier:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         give_up_s = self.lease_timeout_s  # after that, the leases expire anyway
+        if link.failure is not None:  # Redis is away or lost the job: nothing to sign off
+            await link.close()
+            return
+        held = self._held.keys()
+        self._held.clear()
         try:
-            await self._releases.close(give_up_s)
-            held = self._held.keys()
-            self._held.clear()
-            if held:
-                args = [self._now(), self.worker, self._limit, *held]
-                await link.script("ABANDON", args, give_up_s)
-            client = link.client
-            await link.do(lambda: client.zrem(link.key("workers"), self.worker), 1.0)
+            await self._releases.sign_off(held, give_up_s)
         except CrawlerError as exc:
             logger.warning(
                 "frontier %s (job %s): could not sign off (%s); this worker's leases"
@@ -204,7 +205,8 @@ class RedisFrontier:
                 await self.close()
             return
         await self._link.delete_job()
-        for state in (self._known, self._held, self._host_delays, self._stats):
+        self._link.epoch = ""
+        for state in (self._known, self._held, self._delays, self._stats):
             state.clear()
         self._releases.clear()
         await self._renew()
@@ -216,7 +218,7 @@ class RedisFrontier:
 
         Fingerprints this process already saw in the seen set are refused without asking
         Redis (the set only grows): most links of a page are such duplicates."""
-        known = self._known
+        known = self._seen
         accepted = [False] * len(requests)
         sent: list[int] = []
         fps: list[bytes] = []
@@ -232,7 +234,9 @@ class RedisFrontier:
             fps.append(fp)
         if not sent:
             return accepted
-        reply = await self._link.script("PUSH", args)
+        reply = await self._health.guard(self._link.script("PUSH", args))
+        if reply is None:
+            return accepted  # the crawl stops (the health callback said why)
         ready = int(reply.pop())
         for index, flag in zip(sent, reply, strict=True):
             accepted[index] = bool(flag)
@@ -243,11 +247,11 @@ class RedisFrontier:
 
     async def add_seen(self, fingerprint: bytes) -> bool:
         """Record a fingerprint (cluster-wide); True if it was new."""
-        if fingerprint in self._known:
+        if fingerprint in self._seen:
             return False
-        link = self._link
-        client = link.client
-        added = await link.do(lambda: client.sadd(link.key("seen"), fingerprint))
+        link, client = self._link, self._link.client
+        call = link.do(lambda: client.sadd(link.key("seen"), fingerprint))
+        added = await self._health.guard(call)
         self._known.add((fingerprint,))
         return bool(added)
 
@@ -264,6 +268,8 @@ class RedisFrontier:
             reply = None
             try:
                 reply = await self._link.script("LEASE", args)
+            except FrontierFailed:
+                return None  # the crawl stops (the health callback said why)
             finally:
                 self._releases.settle(batch, None if reply is None else reply[0])
             kind = int(reply[1])
@@ -297,30 +303,16 @@ class RedisFrontier:
 
     async def set_host_delay(self, host: str, delay_s: float | None) -> None:
         """Override the delay between requests to ``host`` for the whole cluster."""
-        if host in self._host_delays and self._host_delays[host] == delay_s:
-            return
-        link = self._link
-        client, key = link.client, link.key("hdelay")
-        if delay_s is None:
-            await link.do(lambda: client.hdel(key, host))
-        else:
-            await link.do(lambda: client.hset(key, host, delay_s))
-        self._host_delays[host] = delay_s
+        await self._delays.set(host, delay_s)
 
     async def hold_host(self, host: str, delay_s: float) -> None:
         """Start no request to ``host`` anywhere for ``delay_s`` seconds."""
-        await self._link.script("HOLD", [self._now(), self._limit, host, delay_s])
+        await self._delays.hold(host, delay_s)
 
     async def refund_delay(self, host: str, since: float) -> None:
         """Give back the delay of this process's last lease of ``host`` if it was leased by
         ``since`` and no lease anywhere (nor a hold) set the host's delay after it."""
-        last = self._last_lease.peek(host)
-        if last is None or last[1] > since:
-            return
-        self._last_lease.pop(host)
-        args = [self._now(), self._limit, host, last[0]]
-        if await self._link.script("REFUND", args):
-            self._waiters.wake(1)
+        await self._delays.refund(host, since)
 
     def stop(self) -> None:
         """Make every current and future ``lease`` of this process return None."""
@@ -329,15 +321,16 @@ class RedisFrontier:
 
     async def claim_seed(self) -> bool:
         """True for the first process of the job: it pushes the start requests."""
-        args = [self._now(), self.worker, self._seeding_ttl_ms]
-        self._seeding = bool(await self._link.script("CLAIM_SEED", args))
+        self._seeding = await self._health.guard(
+            join(self._link, [self._now(), self.worker, self._seeding_ttl_ms]), False
+        )
         return self._seeding
 
     async def seed_done(self) -> None:
         """The start requests are all pushed: from now on the crawl may end."""
         if self._seeding:
             self._seeding = False
-            await self._link.script("SEED_DONE", [self.worker])
+            await self._health.guard(self._link.script("SEED_DONE", [self.worker]))
 
     async def flush(self) -> None:
         """Make the acks and failures since the last flush final."""
@@ -345,18 +338,26 @@ class RedisFrontier:
         await self._releases.finalize()
 
     async def counts(self) -> FrontierCounts:
-        """Queued / in flight / done / failed for the whole cluster."""
-        await self._releases.send()
-        return await read_counts(self._link)
+        """Queued / in flight / done / failed for the whole cluster (the last known ones)."""
+        return await self._health.counts(self._releases.send, read_counts)
 
     # -- beyond the protocol ------------------------------------------------------------
 
     async def publish_stats(self, counters: Mapping[str, int]) -> None:
         """Add what ``counters`` (this process's running totals) gained since the last call
         to the job's stats hash, which sums every process (``crawl status`` shows it)."""
-        await self._stats.publish(counters)
+        await self._health.guard(self._stats.publish(counters))
 
-    # -- leases ---------------------------------------------------------------------------
+    def watch_health(
+        self, on_failure: Callable[[FrontierFailed], None], unavailable_timeout_s: float
+    ) -> None:
+        """Wait out outages up to ``unavailable_timeout_s``; then, or when the job's state
+        is lost, stop and call ``on_failure`` once (see :mod:`.health`)."""
+        self._health.watch(on_failure, unavailable_timeout_s)
+
+    def status_note(self) -> str | None:
+        """Say "waiting for Redis (since HH:MM:SS)" during an outage, else None."""
+        return self._health.note()
 
     def _make_lease(self, rid: bytes, data: bytes, host: str) -> Lease | None:
         request = self._codec.decode_stored(data, self.job, rid)
@@ -365,7 +366,7 @@ class RedisFrontier:
             return None
         lease = Lease(request, host, fingerprint(request))
         self._held.add(lease, rid)
-        self._last_lease.put(host, (rid, self.clock.now()))
+        self._delays.leased(host, rid)
         return lease
 
     def _give_back(
@@ -375,20 +376,21 @@ class RedisFrontier:
         if rid is not None:
             self._releases.queue((rid, outcome, delay_s, data, lease.request.url))
 
-    # -- background tasks ---------------------------------------------------------------
-
     async def _renew(self) -> None:
         ids = self._held.keys() + self._releases.ids()
         ttl = self._seeding_ttl_ms if self._seeding else 0
-        lost = await self._link.script(
-            "RENEW", [self._now(), self.worker, self.lease_timeout_s, ttl, *ids]
-        )
+        args = [self._now(), self.worker, self.lease_timeout_s, ttl, *ids]
+        lost = await self._link.script("RENEW", args)
         if lost:
-            logger.warning(
-                "frontier %s: %d leases of this worker expired and were re-delivered",
-                self.job,
-                len(lost),
-            )
+            said = "frontier %s: %d leases of this worker expired and were re-delivered"
+            logger.warning(said, self.job, len(lost))
+
+    @property
+    def _seen(self) -> SeenCache:
+        """``_known``, emptied whenever Redis may have come back with an older state."""
+        if self._known_at != self._link.recoveries:
+            self._known_at, self._known = self._link.recoveries, SeenCache(_KNOWN_MAX)
+        return self._known
 
     @property
     def _limit(self) -> int:

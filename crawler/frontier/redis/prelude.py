@@ -1,5 +1,13 @@
-"""The Lua prelude every script of :mod:`.scripts` starts with: the key prefix, the clock,
-and the helpers that keep a host's place in the ready and wait sets (``schedule``).
+"""The Lua prelude every script of :mod:`.scripts` starts with: the epoch check, the key
+prefix, the clock, and the helpers that keep a host's place in the ready and wait sets
+(``schedule``).
+
+The epoch check: every script's first argument is the epoch of the job this worker
+joined ('' before it joined: not checked; :class:`~.link.RedisLink` prepends it). If the
+job's ``epoch`` key is missing (Redis lost the job: restarted empty, flushed) the script
+writes the ``lost`` tombstone, so that workers started later refuse the job too, and
+answers the error ``CRAWLER_STATE_LOST missing``; if it holds another epoch (another
+crawl's state), ``CRAWLER_STATE_LOST replaced``. Either way it changes nothing else.
 
 The key layout is described in :mod:`.scripts`.
 """
@@ -10,6 +18,17 @@ __all__ = ["PRELUDE"]
 
 PRELUDE = """
 local P = KEYS[1]
+local EPOCH = table.remove(ARGV, 1)
+if EPOCH ~= '' then
+  local current = redis.call('GET', P .. 'epoch')
+  if current ~= EPOCH then
+    if not current then
+      redis.call('SET', P .. 'lost', EPOCH, 'NX')
+      return redis.error_reply('CRAWLER_STATE_LOST missing')
+    end
+    return redis.error_reply('CRAWLER_STATE_LOST replaced')
+  end
+end
 local SPAN = 68719476736
 
 local function clock(arg)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ...errors import CrawlerError
 from ...loglines import get_logger
+from ..base import FrontierFailed
 from .link import RedisLink
 
 __all__ = ["Release", "Releases"]
@@ -109,7 +110,10 @@ class Releases:
             await self._landed.wait()
 
     async def finalize(self, give_up_s: float | None = None) -> None:
-        """Make the acks and failures sent so far final (their items are written)."""
+        """Make the acks and failures sent so far final (their items are written); raises
+        the link's failure once it failed (nothing can be made final any more)."""
+        if self.link.failure is not None:
+            raise self.link.failure.with_traceback(None)
         if not self.unflushed:
             return
         ids, self.unflushed = self.unflushed, []
@@ -132,6 +136,15 @@ class Releases:
         if self._sender is not None:
             await asyncio.gather(self._sender, return_exceptions=True)
 
+    async def sign_off(self, held: list[bytes], give_up_s: float) -> None:
+        """:meth:`close`, give the leases still ``held`` back, leave the job's workers."""
+        await self.close(give_up_s)
+        link = self.link
+        if held:
+            await link.script("ABANDON", [*self.header()[:3], *held], give_up_s)
+        client = link.client
+        await link.do(lambda: client.zrem(link.key("workers"), self.worker), 1.0)
+
     def clear(self) -> None:
         """Forget everything (the job's keys were deleted)."""
         self._queued.clear()
@@ -145,5 +158,7 @@ class Releases:
     async def _send_soon(self) -> None:
         try:
             await self.send(wait=False)
+        except FrontierFailed:
+            pass  # the crawl stops; said once, by the frontier
         except CrawlerError as exc:
             logger.error("frontier %s: giving back leases failed: %s", self.link.job, exc)

@@ -26,6 +26,9 @@ P counts           hash    queued (pending + retries), in_flight, done, failed, 
 P stats            hash    engine counters summed over all processes (pages, items, ...)
 P workers          zset    worker id ("hostname:pid:random") -> last heartbeat
 P meta             hash    started_at, lease_timeout_s
+P epoch            string  the job's identity: a random token written with ``seeded``; every
+                           script of a worker that joined checks it (see :mod:`.prelude`)
+P lost             string  tombstone: the epoch a worker found gone (the state was lost)
 P seeded           string  worker that claimed the seeding (SET NX; never expires)
 P seeding          string  present while the start requests are pushed (TTL, refreshed)
 P wake             pubsub  "something became ready" (wakes idle workers of every process)
@@ -255,13 +258,23 @@ return 1
 CLAIM_SEED = (
     _PRELUDE
     + """
--- ARGV: now, worker, seeding ttl_ms -> 1 if this worker seeds the crawl
+-- ARGV: now, worker, seeding ttl_ms, a new epoch
+-- -> {1, epoch}: this worker seeds the job, under the new epoch; {0, epoch}: it joins
+--    the job; {2, epoch}: the job's state was lost while workers ran (the tombstone)
+local lost = redis.call('GET', P .. 'lost')
+if lost then return {2, lost} end
 if redis.call('SET', P .. 'seeded', ARGV[2], 'NX') then
+  redis.call('SET', P .. 'epoch', ARGV[4])
   redis.call('SET', P .. 'seeding', ARGV[2], 'PX', ARGV[3])
   redis.call('HSET', P .. 'meta', 'started_at', clock(ARGV[1]))
-  return 1
+  return {1, ARGV[4]}
 end
-return 0
+local epoch = redis.call('GET', P .. 'epoch')
+if not epoch then  -- seeded by a version without epochs: this one is its epoch from now on
+  epoch = ARGV[4]
+  redis.call('SET', P .. 'epoch', epoch)
+end
+return {0, epoch}
 """
 )
 

@@ -70,7 +70,7 @@ class ClusterStatus:
     """A crawl's progress across every process, as ``crawl status`` shows it."""
 
     job: str
-    state: str  # "not started", "seeding", "running" or "finished"
+    state: str  # "not started", "seeding", "running", "finished" or "lost" (see health.py)
     queued: int  # pending, and retries waiting (``delayed``) among them
     delayed: int
     in_flight: int
@@ -100,12 +100,13 @@ async def read_status(url: str, job: str) -> ClusterStatus:
             pipe.zcard(prefix + "leases")
             pipe.exists(prefix + "seeded")
             pipe.exists(prefix + "seeding")
+            pipe.exists(prefix + "lost")
             replies = await pipe.execute()
     except redis_errors.RedisError as exc:
         raise ConfigError(f"cannot read job {job!r} from {safe_url(url)}: {exc}") from None
     finally:
         await client.aclose()
-    (secs, usecs), counts, stats, meta, workers, delayed, leases, seeded, seeding = replies
+    (secs, usecs), counts, stats, meta, workers, delayed, leases, seeded, seeding, lost = replies
     now = secs + usecs / 1e6
     number = {k.decode(): int(v) for k, v in counts.items()}
     timeout = float(meta.get(b"lease_timeout_s", 60))
@@ -114,7 +115,9 @@ async def read_status(url: str, job: str) -> ClusterStatus:
     for worker, beat in workers:
         (alive if beat >= now - timeout else gone).append(worker.decode())
     queued = number.get("queued", 0)
-    if seeding:
+    if lost:
+        state = "lost"
+    elif seeding:
         state = "seeding"
     elif not seeded:
         state = "not started"
