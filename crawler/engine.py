@@ -12,6 +12,7 @@ from typing import Any
 from .assembly import CrawlParts, build_processor
 from .checkpoint import AckGate, CrawlState, checkpoint, open_outputs
 from .clock import Clock, MonotonicClock, TimerHandle
+from .direct import direct_fetcher
 from .downloader import UNLIMITED_WORKERS, Downloader, DownloaderOptions
 from .downloader.rotation import ProxyPool
 from .downloader.sessions import SessionHook
@@ -22,7 +23,6 @@ from .hostboard import HostBoard
 from .httpcache import HttpCache
 from .loglines import get_logger
 from .middleware import DownloaderMiddleware
-from .middlewares import robots_fetcher
 from .pipeline import PipelineChain
 from .porting import log_porting_hints
 from .progress import LogProgress, Progress, ProgressView
@@ -193,7 +193,7 @@ class Crawler:
                 await stack.enter_async_context(self.http_cache)
             downloader = await stack.enter_async_context(Downloader(options, self.clock))
             self.downloader = downloader
-            direct = robots_fetcher(downloader, self.proxies)  # e.g. the files pipeline's
+            direct = direct_fetcher(downloader, self.proxies, self.clock)  # files pipeline
             self.pipelines.use_downloader(direct, settings, self.clock, self.stats)
             spider.use_cookie_lookup(downloader.sessions.cookies_for)
             if state is not None:
@@ -243,7 +243,7 @@ class Crawler:
         if settings.ROBOTSTXT_OBEY:
             self.robots = RobotsCache.from_settings(
                 settings,
-                robots_fetcher(downloader, self.proxies, self.http_cache, self.stats),
+                direct_fetcher(downloader, self.proxies, self.clock, self.http_cache, self.stats),
                 self.clock,
                 self.hosts,
             )

@@ -21,7 +21,7 @@ proxies with PROXIES/PROXY_FILE).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from yarl import URL
 
@@ -33,7 +33,7 @@ from .errors import FetchError, HttpError, NetworkError, ProxyError
 from .fingerprint import url_fingerprint
 from .frontier.base import DelayRefunds, Frontier, PolitenessPolicy
 from .hostboard import HostBoard
-from .httpcache import HttpCache, HttpCacheMiddleware, cached_fetcher
+from .httpcache import HttpCache, HttpCacheMiddleware
 from .loglines import get_logger
 from .middleware import (
     DONE,
@@ -63,7 +63,6 @@ __all__ = [
     "RobotsTxt",
     "StatusFilter",
     "builtin_middlewares",
-    "robots_fetcher",
 ]
 
 logger = get_logger("crawler.worker")
@@ -377,24 +376,3 @@ def builtin_middlewares(
         )
         chain.append(ProxyRotation(proxies, bans, downloader, stats, spider.name, hosts))
     return chain
-
-
-def robots_fetcher(
-    downloader: Downloader,
-    pool: ProxyPool | None,
-    http_cache: HttpCache | None = None,
-    stats: Stats | None = None,
-) -> Callable[[Request], Awaitable[Response]]:
-    """robots.txt goes out the way the pages will: through the HTTP cache if there is one
-    (a cached crawl does not fetch it again), then the proxy pool if there is one."""
-    fetch: Handler = downloader.fetch
-    if pool is not None:
-
-        async def fetch_via_pool(request: Request) -> Response:
-            proxy, _ = pool.choose(registered_domain(request.host))
-            return await downloader.fetch(request, proxy)
-
-        fetch = fetch_via_pool
-    if http_cache is not None:
-        fetch = cached_fetcher(http_cache, fetch, stats)
-    return fetch

@@ -24,6 +24,8 @@ _GROUPS = (
     ("httpcache", "HTTP cache"),
     ("filtered", "filtered"),
 )
+# Groups whose counters are not parts of one total (hits and stores of the same page...).
+_NO_TOTAL = frozenset(("status", "httpcache"))
 _DROPPED = (("duplicates", "duplicates"), ("offsite", "offsite"), ("depth_dropped", "too deep"))
 _PHASES = (("total", "response"), ("ttfb", "first byte"), ("connect", "connect"))
 
@@ -83,9 +85,10 @@ def summary_rows(snapshot: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("start errors", f"{snapshot['start_errors']:,}"))
     for prefix, title in _GROUPS:
         total, parts = _group(snapshot, prefix)
-        plain = snapshot.get(prefix) if prefix != "status" else None
+        parts_only = prefix in _NO_TOTAL
+        plain = None if parts_only else snapshot.get(prefix)
         if total:
-            rows.append((title, f"{plain or total:,} ({parts})" if prefix != "status" else parts))
+            rows.append((title, parts if parts_only else f"{plain or total:,} ({parts})"))
         elif isinstance(plain, int) and plain:
             rows.append((title, f"{plain:,}"))
     dropped = [f"{label} {snapshot[key]:,}" for key, label in _DROPPED if snapshot.get(key)]

@@ -316,3 +316,18 @@ def test_every_command_has_help_with_an_example() -> None:
         result = CliRunner().invoke(main, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
         assert "Example" in result.output, f"crawl {' '.join(path)} --help has no example"
+
+
+async def test_a_worker_joining_a_finished_shared_crawl_exits_0(site, tmp_path):
+    from redis_peer import RedisServer
+
+    (tmp_path / "pages.py").write_text(SPIDER)
+    async with RedisServer(tmp_path / "redis") as redis:
+        args = ["run", "pages.py", "-a", f"start_urls={site.url('a.test')}", *resolve_args(site)]
+        args += ["--frontier", redis.url, "--job", "joined", "-O", "out.jsonl"]
+        code, _, err = await crawl(*args, cwd=tmp_path)
+        assert code == 0, err
+        # A second worker of the same job finds it done: nothing to fetch is not a failure.
+        code, _, err = await crawl(*args, cwd=tmp_path)
+    assert code == 0, err
+    assert "nothing was crawled" not in err

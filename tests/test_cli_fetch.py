@@ -219,3 +219,12 @@ async def test_help_has_an_example(cli):
     result = await cli("fetch", "--help")
     assert result.code == 0
     assert "crawl fetch https://" in result.out and "--no-robots" in result.out
+
+
+def test_header_values_are_masked_by_name_and_escaped_for_the_terminal():
+    from crawler.cli.fetch import _masked
+
+    for name in ("Authorization", "X-Api-Key", "X-Auth-Token", "Set-Cookie", "X-Session-Id"):
+        assert _masked(name, "SECRET-VALUE") == "<masked>", name
+    assert _masked("Server", "nginx") == "nginx"
+    assert _masked("X-Title", "a\x1b]0;pwned\x07b") == "a\\x1b]0;pwned\\x07b"

@@ -8,6 +8,7 @@ apart at the server by a header each adds (``AddHeader X-Proxy-Id``).
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -370,3 +371,33 @@ async def test_robots_txt_goes_through_the_proxy_pool(tmp_path: Path) -> None:
     assert proxy_ids(site, A) == Counter({"p0": 1})
     [robots] = site.robots_requests
     assert robots.headers.get("X-Proxy-Id") == "p0"
+
+
+async def test_direct_fetches_wait_for_a_resting_proxy_and_never_go_around_the_pool() -> None:
+    from typing import cast
+
+    from crawler.direct import direct_fetcher
+    from crawler.downloader import Downloader
+    from crawler.errors import ProxyError
+    from crawler.request import Request
+    from crawler.testing import ManualClock
+
+    clock = ManualClock(start=0.0)
+    pool = ProxyPool(["http://p1.test:3128"], clock, cooldown_s=30.0, max_bans=2)
+    sent: list[str | None] = []
+
+    class Recording:
+        async def fetch(self, request: Request, proxy: str | None = None) -> str:
+            sent.append(proxy)
+            return "response"
+
+    fetch = direct_fetcher(cast(Downloader, Recording()), pool, clock)
+    pool.ban("http://p1.test:3128", "shop.test")
+    waiting = asyncio.create_task(fetch(Request("http://shop.test/robots.txt")))
+    await clock.advance(29)
+    assert not waiting.done() and sent == []  # resting: neither sent nor sent without it
+    await clock.advance(1)
+    assert await waiting == "response" and sent == ["http://p1.test:3128"]
+    pool.ban("http://p1.test:3128", "shop.test")  # the second ban retires it
+    with pytest.raises(ProxyError, match="every proxy is retired"):
+        await fetch(Request("http://shop.test/robots.txt"))

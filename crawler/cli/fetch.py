@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import click
@@ -28,7 +29,7 @@ __all__ = ["fetch_command", "format_headers"]
     "show_headers",
     is_flag=True,
     help="Print the request and response headers of every hop of the redirect chain"
-    " instead of the body (Authorization, Cookie and Proxy-Authorization values are masked).",
+    " instead of the body (credentials such as Authorization, Cookie, X-Api-Key are masked).",
 )
 @oneshot_options()
 def fetch_command(
@@ -80,7 +81,7 @@ def format_headers(fetched: Fetched, response: Response) -> str:
         else:  # answered without a request (e.g. from a cache)
             lines.append(f"> {fetched.request.method} {url}")
         lines.append(f"< {status}")
-        lines.extend(f"< {name}: {value}" for name, value in headers.items())
+        lines.extend(f"< {name}: {_masked(name, value)}" for name, value in headers.items())
         lines.append("")
     if response.history:
         lines.append("redirects: " + " -> ".join(response.redirect_urls))
@@ -88,7 +89,11 @@ def format_headers(fetched: Fetched, response: Response) -> str:
 
 
 def _masked(name: str, value: str) -> str:
-    """A secret header's value is replaced by its length, so it never reaches a terminal."""
-    if name.lower() in SECRET_HEADERS:
-        return f"<masked, {len(value)} characters>"
-    return value
+    """A header value fit for a terminal: a credential's is masked, and control characters
+    (a server's escape sequences) are shown escaped, never sent to the terminal."""
+    if SECRET_HEADERS.search(name):
+        return "<masked>"
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], value)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

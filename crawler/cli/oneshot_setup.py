@@ -8,6 +8,7 @@ every bad input ends the command with a one-line error and its exit code.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import traceback
 from collections.abc import Callable, Coroutine
@@ -40,8 +41,9 @@ __all__ = [
 _F = TypeVar("_F", bound=Callable[..., Any])
 _T = TypeVar("_T")
 
-# Not printed by --headers: they are credentials.
-SECRET_HEADERS = frozenset(("authorization", "cookie", "proxy-authorization"))
+# Not printed by --headers: header names that carry credentials (Authorization, Cookie,
+# X-Api-Key, X-Auth-Token, X-CSRF-Token, Set-Cookie, X-Session-Id, X-Signature...).
+SECRET_HEADERS = re.compile(r"auth|cookie|token|key|secret|session|signature|csrf|pass", re.I)
 
 
 def oneshot_options(spider_required: bool = False) -> Callable[[_F], _F]:

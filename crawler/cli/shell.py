@@ -58,7 +58,11 @@ class LoopThread:
     def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         """Run ``coro`` on the loop and wait for its result (its exception is raised here)."""
         future: Future[_T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result()
+        try:
+            return future.result()
+        except BaseException:  # Ctrl-C in the REPL: stop that crawl too, not only the wait
+            future.cancel()
+            raise
 
     def close(self) -> None:
         """Stop the loop, wait for the thread, close the loop."""
