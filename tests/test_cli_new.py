@@ -313,3 +313,12 @@ def test_project_python_files_pass_ruff_with_the_project_config(tmp_path):
     assert check.returncode == 0, check.stdout + check.stderr
     form = ruff("format", "--no-cache", "--check", "--diff", ".", cwd=root)
     assert form.returncode == 0, form.stdout + form.stderr
+
+
+def test_a_spider_class_never_shadows_what_the_template_imports():
+    from crawler.cli.new import _class_name
+
+    assert _class_name("book_store") == "BookStoreSpider"
+    assert _class_name("news_spider") == "NewsSpider"
+    assert _class_name("spider") == "SpiderSpider"  # not `class Spider(Spider)`
+    assert _class_name("request") == "RequestSpider"

@@ -70,10 +70,15 @@ def _shadowed(name: str) -> bool:
     return spec is not None and spec.origin is not None
 
 
+_IMPORTED = frozenset(("Spider", "Request", "Response"))
+
+
 def _class_name(name: str) -> str:
     """``book_store`` -> ``BookStoreSpider``."""
     base = "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
-    return base if base.endswith("Spider") else f"{base}Spider"
+    if base.endswith("Spider") and base not in _IMPORTED:
+        return base
+    return f"{base}Spider"  # never Spider itself (or Request...): the template imports them
 
 
 def _check_host(host: str, domain: str) -> str:

@@ -198,7 +198,9 @@ class _Capture:
                 await self.on_fetched(Fetched(request, not_fetched=reason, sent=self._all_sent()))
 
     def _all_sent(self) -> list[SentRequest]:
-        return list(self.sent)
+        """The crawl's sent requests so far: the list itself, shared (append-only), not a copy
+        per response (that made ``--depth`` quadratic)."""
+        return self.sent
 
     def trace_config(self) -> aiohttp.TraceConfig:
         """Records the headers every request went out with (aiohttp's own, after cookies)."""
