@@ -2,7 +2,7 @@
 
 ``concurrency`` worker tasks share one ``TCPConnector`` / ``ClientSession`` and an
 ``asyncio.Queue``. Each fetches a page, parses it with selectolax Lexbor, writes
-``{"url", "title"}`` as one JSON line (orjson, buffered file), resolves every
+``{"url", "title", "h1", "price"}`` as one JSON line (orjson, buffered file), resolves every
 ``<a href>`` against the page URL with yarl, drops the fragment, keeps http(s)
 links to the site's hosts and queues the ones not seen before. The crawl ends
 when the queue is drained. Run by ``run.py``; see ``measure.py`` for the output.
@@ -18,6 +18,8 @@ from typing import BinaryIO
 import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver
+from evloop import loop_option
+from evloop import run as run_on
 from measure import Window, child_args
 from selectolax.lexbor import LexborHTMLParser
 from yarl import URL
@@ -68,7 +70,14 @@ async def crawl(config: dict, out: BinaryIO) -> dict:  # type: ignore[type-arg]
     def parse(url: URL, html: str) -> None:
         tree = LexborHTMLParser(html)
         title = tree.css_first("title")
-        item = {"url": str(url), "title": title.text() if title else None}
+        h1 = tree.css_first("h1")
+        price = tree.css_first(".price")
+        item = {
+            "url": str(url),
+            "title": title.text() if title else None,
+            "h1": h1.text() if h1 else None,
+            "price": price.text() if price else None,
+        }
         out.write(dumps(item, option=newline))
         counts["pages"] += 1
         for node in tree.css("a[href]"):
@@ -131,11 +140,12 @@ async def crawl(config: dict, out: BinaryIO) -> dict:  # type: ignore[type-arg]
 
 
 def main() -> None:
+    loop = loop_option()  # --loop asyncio|uvloop
     config, profile = child_args()
     with Window(profile) as window:
         with open(config["out"], "wb", buffering=1 << 16) as out:
-            result = asyncio.run(crawl(config, out))
-    window.report(impl="bare", **result)
+            result = run_on(crawl(config, out), loop)
+    window.report(impl="bare", loop=loop, **result)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,27 @@
 """The same job as ``bare.py``, written as an ordinary user of the framework.
 
-A ``crawler.Spider`` whose ``parse`` yields ``{"url", "title"}`` and every
-request of ``response.follow_all()``; items go to a JSON Lines file through
-``crawler.pipelines.exporter_for`` when that exists, else through a minimal orjson
-pipeline defined here. Settings: ``CONCURRENCY`` as the bare loop,
-``CONCURRENCY_PER_HOST`` high enough not to be the limit, no progress lines,
+A ``crawler.Spider`` whose ``parse`` yields ``{"url", "title", "h1", "price"}`` and a
+request per link: ``response.follow(href)`` for every ``<a href>`` (the README's pattern,
+config ``"links": "follow"``) or ``response.follow_all()`` (``"follow_all"``); items go
+to a JSON Lines file through ``crawler.pipelines.exporter_for`` when that exists, else
+through a minimal orjson pipeline defined here. Settings: ``CONCURRENCY`` and
+``CONCURRENCY_PER_HOST`` as the bare loop's, no progress lines,
 ``RESOLVE`` pointing the site's hosts at loopback. Run by ``run.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import os
 import sys
 from typing import Any
 
 import orjson
+from evloop import loop_option
+from evloop import run as run_on
 from measure import Window, child_args
 
+LOOP = loop_option()  # --loop asyncio|uvloop
 CONFIG, PROFILE = child_args()
 # The checkout whose crawler/ and pipelines/ are measured (run.py --root), else this repo.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,16 +30,41 @@ sys.path.insert(1, CONFIG.get("root") or REPO)
 from crawler import Crawler, Settings, Spider  # noqa: E402
 
 
+def _text(node: Any) -> str | None:
+    return node.text() if node is not None else None
+
+
 class BenchSpider(Spider):
-    """Title of every page, follow every link."""
+    """An item per page, then every link, the README's way: ``response.follow`` per anchor."""
 
     name = "bench"
 
     async def parse(self, response):  # type: ignore[no-untyped-def]
-        title = response.css_first("title")
-        yield {"url": response.url, "title": title.text() if title is not None else None}
+        yield {
+            "url": response.url,
+            "title": _text(response.css_first("title")),
+            "h1": _text(response.css_first("h1")),
+            "price": _text(response.css_first(".price")),
+        }
+        for a in response.css("a[href]"):
+            yield response.follow(a.attributes["href"], callback=self.parse)
+
+
+class FollowAllSpider(BenchSpider):
+    """The same item, then the links through ``response.follow_all()``."""
+
+    async def parse(self, response):  # type: ignore[no-untyped-def]
+        yield {
+            "url": response.url,
+            "title": _text(response.css_first("title")),
+            "h1": _text(response.css_first("h1")),
+            "price": _text(response.css_first(".price")),
+        }
         for request in response.follow_all():
             yield request
+
+
+SPIDERS = {"follow": BenchSpider, "follow_all": FollowAllSpider}
 
 
 class JsonLinesFile:
@@ -87,7 +115,8 @@ def crawler_origin() -> str:
 
 
 async def crawl(config: dict[str, Any]) -> dict[str, Any]:
-    spider = BenchSpider(start_urls=config["start_urls"], allowed_domains=config["hosts"])
+    spider_class = SPIDERS[config.get("links", "follow")]
+    spider = spider_class(start_urls=config["start_urls"], allowed_domains=config["hosts"])
     settings = Settings.build(
         (
             "bench",
@@ -116,8 +145,8 @@ async def crawl(config: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     with Window(PROFILE) as window:
-        result = asyncio.run(crawl(CONFIG))
-    window.report(impl="framework", **result)
+        result = run_on(crawl(CONFIG), LOOP)
+    window.report(impl="framework", loop=LOOP, **result)
 
 
 if __name__ == "__main__":

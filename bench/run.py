@@ -35,12 +35,36 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-TARGET_RATIO = 0.70
+TARGET_RATIO = 0.90  # framework pages/s / bare pages/s, every combination
+TARGET_CPU_MS = 0.42  # framework CPU-ms per page, every combination
+LINK_STYLES = ("follow", "follow_all")  # response.follow per anchor / response.follow_all()
+DEFAULT_SHAPES = "8x32,16x64x8"  # HOSTSxCONCURRENCY[xPER_HOST]
 BUSY_UTIL = 0.95  # a crawl using less CPU than this share of its wall time was held up
 
 
+def parse_shapes(text: str) -> list[dict[str, int]]:
+    """``"8x32,16x64x8"`` -> site shapes: hosts, concurrency and per-host limit (default: all)."""
+    shapes = []
+    for part in text.split(","):
+        numbers = [int(n) for n in part.strip().lower().split("x")]
+        if len(numbers) not in (2, 3):
+            raise SystemExit(f"bad shape {part!r}: HOSTSxCONCURRENCY[xPER_HOST]")
+        hosts, concurrency = numbers[:2]
+        per_host = numbers[2] if len(numbers) == 3 else concurrency
+        shapes.append({"hosts": hosts, "concurrency": concurrency, "per_host": per_host})
+    return shapes
+
+
+def shape_name(shape: dict[str, int]) -> str:
+    """``16 hosts / c64 / 8 per host``."""
+    name = f"{shape['hosts']} hosts / c{shape['concurrency']}"
+    if shape["per_host"] != shape["concurrency"]:
+        name += f" / {shape['per_host']} per host"
+    return name
+
+
 def start_site(
-    args: argparse.Namespace, cpu: int | None
+    args: argparse.Namespace, cpu: int | None, hosts: int | None = None
 ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     cmd = [
         sys.executable,
@@ -48,7 +72,7 @@ def start_site(
         "--pages",
         str(args.pages),
         "--hosts",
-        str(args.hosts),
+        str(hosts or args.hosts),
         "--seed",
         str(args.seed),
     ]
@@ -88,11 +112,17 @@ def run_child(
     cpu: int | None,
     profile: str | None,
     py_spy: str | None = None,
+    profiler: str = "pyinstrument",
 ) -> dict[str, Any]:
-    """Run one crawl in a fresh process; its own report plus what wait4 saw."""
-    cmd = [sys.executable, str(HERE / f"{impl}.py"), "--config", json.dumps(config)]
+    """Run one crawl in a fresh process; its own report plus what wait4 saw.
+
+    ``impl`` is ``bare``, ``framework`` or ``framework:<link style>``.
+    """
+    script = impl.split(":")[0]
+    cmd = [sys.executable, str(HERE / f"{script}.py"), "--config", json.dumps(config)]
+    cmd += ["--loop", config.get("loop", "asyncio")]  # the child's event loop (evloop.py)
     if profile:
-        cmd += ["--pyinstrument", profile]
+        cmd += [f"--{profiler}", profile]
     cpus = {cpu} if cpu is not None else None
     if py_spy:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -133,7 +163,7 @@ def check_output(path: str, pages: int) -> dict[str, Any]:
         for line in f:
             item = json.loads(line)
             urls.add(item["url"])
-            untitled += not item.get("title")
+            untitled += not (item.get("title") and item.get("h1") and item.get("price"))
             lines += 1
     return {
         "lines": lines,
@@ -152,19 +182,28 @@ def one_run(
     cpu: int | None,
     profile: str | None = None,
     py_spy: str | None = None,
+    shape: dict[str, int] | None = None,
+    profiler: str = "pyinstrument",
 ) -> dict[str, Any]:
-    out = os.path.join(workdir, f"{impl}-{run}.jsonl")
+    shape = shape or {
+        "hosts": args.hosts,
+        "concurrency": args.concurrency,
+        "per_host": args.per_host or args.concurrency,
+    }
+    out = os.path.join(workdir, f"{impl.replace(':', '-')}-{run}.jsonl")
     config = {
         "start_urls": info["start_urls"],
         "hosts": info["hosts"],
         "ip": "127.0.0.1",
-        "concurrency": args.concurrency,
-        "per_host": args.per_host or args.concurrency,
+        "concurrency": shape["concurrency"],
+        "per_host": shape["per_host"],
+        "links": impl.partition(":")[2] or "follow",
+        "loop": shape.get("loop", "asyncio"),
         "out": out,
         "root": os.path.abspath(args.root) if args.root else None,
     }
     site_call(info, "/__bench/reset")
-    report = run_child(impl, config, cpu, profile, py_spy)
+    report = run_child(impl, config, cpu, profile, py_spy, profiler)
     site = site_call(info, "/__bench/stats")
     report["site"] = site
     report["output"] = check_output(out, args.pages)
@@ -210,59 +249,139 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def print_table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
-    bare, fw = summary["bare"], summary["framework"]
-    print(
-        f"\n{args.pages} pages over {args.hosts} hosts, concurrency {args.concurrency}, "
-        f"median of {args.repeat} run(s) each\n"
-    )
-    head = f"{'':<12}{'pages/s':>10}{'best':>10}{'CPU-ms/page':>13}{'peak RSS MB':>13}"
-    head += f"{'crawl s':>9}{'process s':>11}{'CPU util':>10}{'site CPU-ms/p':>15}"
-    print(head)
-    for name, s in (("bare", bare), ("framework", fw)):
+def print_table(summary: dict[str, Any], args: argparse.Namespace) -> None:
+    """One block per site shape: bare, then each framework link style with its ratios."""
+    print(f"\n{args.pages} pages, median of {args.repeat} run(s) each\n")
+    head = f"{'':<22}{'pages/s':>9}{'best':>8}{'x bare':>8}{'CPU-ms/page':>13}{'x bare':>8}"
+    head += f"{'RSS MB':>8}{'crawl s':>9}{'CPU util':>10}{'site CPU-ms/p':>15}"
+    verdicts = []
+    for name, block in summary.items():
+        print(name)
+        print(head)
+        bare = block.get("bare")
+        for impl, s in block.items():
+            ratio = s["pages_per_s"] / bare["pages_per_s"] if bare else float("nan")
+            cpu_ratio = s["cpu_ms_per_page"] / bare["cpu_ms_per_page"] if bare else float("nan")
+            label = "bare" if impl == "bare" else "framework " + impl.partition(":")[2]
+            print(
+                f"  {label:<20}{s['pages_per_s']:>9.0f}{s['pages_per_s_best']:>8.0f}"
+                f"{ratio:>8.2f}{s['cpu_ms_per_page']:>13.3f}{cpu_ratio:>8.2f}"
+                f"{s['peak_rss_mb']:>8.1f}{s['wall_s']:>9.2f}{s['cpu_util']:>10.0%}"
+                f"{s['server_cpu_ms_per_page']:>15.3f}"
+            )
+            if impl != "bare" and bare:
+                ok = ratio >= TARGET_RATIO and s["cpu_ms_per_page"] <= TARGET_CPU_MS
+                verdicts.append(ok)
+                s["ratio_to_bare"] = round(ratio, 3)
+                s["cpu_ratio_to_bare"] = round(cpu_ratio, 3)
+                s["pass"] = ok
+            if s["cpu_util"] < BUSY_UTIL:
+                print(
+                    f"  warning: CPU util below {BUSY_UTIL:.0%}: the machine was busy, so"
+                    " pages/s is noisy; trust CPU-ms/page more, or use more --repeat"
+                )
+        print()
+    if verdicts:
         print(
-            f"{name:<12}{s['pages_per_s']:>10.0f}{s['pages_per_s_best']:>10.0f}"
-            f"{s['cpu_ms_per_page']:>13.3f}{s['peak_rss_mb']:>13.1f}{s['wall_s']:>9.2f}"
-            f"{s['process_wall_s']:>11.2f}{s['cpu_util']:>10.0%}{s['server_cpu_ms_per_page']:>15.3f}"
+            f"target: every framework run >= {TARGET_RATIO:.2f}x the bare loop's pages/s and"
+            f" <= {TARGET_CPU_MS} CPU-ms/page: {sum(verdicts)}/{len(verdicts)} ->"
+            f" {'PASS' if all(verdicts) else 'FAIL'}"
         )
-    ratio = summary["ratio"]
-    print(
-        f"{'fw / bare':<12}{ratio['pages_per_s']:>10.2f}{ratio['pages_per_s_best']:>10.2f}"
-        f"{ratio['cpu_ms_per_page']:>13.2f}{ratio['peak_rss_mb']:>13.2f}"
-    )
-    verdict = "PASS" if ratio["pages_per_s"] >= TARGET_RATIO else "FAIL"
-    print(
-        f"\ntarget: framework pages/s >= {TARGET_RATIO:.0%} of bare: "
-        f"{ratio['pages_per_s']:.1%} -> {verdict}"
-    )
-    print(
-        f"CPU-bound estimate (bare CPU-ms/page / framework CPU-ms/page): "
-        f"{1 / ratio['cpu_ms_per_page']:.1%}"
-    )
-    busy = [name for name, s in (("bare", bare), ("framework", fw)) if s["cpu_util"] < BUSY_UTIL]
-    if busy:
-        print(
-            f"warning: median CPU util of {' and '.join(busy)} below {BUSY_UTIL:.0%}: the machine"
-            " was busy, so pages/s is noisy; trust CPU-ms/page more, or re-run with more --repeat"
-        )
+
+
+def print_loop_gain(summary: dict[str, Any], shapes: list[dict[str, int]]) -> None:
+    """pages/s and CPU-ms/page on uvloop against the same crawler on asyncio's loop."""
+    print("uvloop gain: uvloop / asyncio, same crawler and shape (pages/s: higher is better,")
+    print("CPU-ms/page: lower is better)")
+    for shape in shapes:
+        name = shape_name(shape)
+        on_asyncio, on_uvloop = summary.get(name, {}), summary.get(f"{name} / uvloop", {})
+        for impl, s in on_asyncio.items():
+            u = on_uvloop.get(impl)
+            if u is None:
+                continue
+            label = "bare" if impl == "bare" else "framework " + impl.partition(":")[2]
+            speed = u["pages_per_s"] / s["pages_per_s"]
+            cpu = u["cpu_ms_per_page"] / s["cpu_ms_per_page"]
+            print(f"  {name:<28}{label:<22}pages/s x{speed:.2f}   CPU-ms/page x{cpu:.2f}")
+    print()
+
+
+def run_shape(
+    args: argparse.Namespace,
+    shape: dict[str, int],
+    impls: list[str],
+    site_cpu: int | None,
+    crawl_cpu: int | None,
+    problems: list[str],
+) -> dict[str, list[dict[str, Any]]]:
+    """Every implementation ``--repeat`` times (order alternating) on one site shape."""
+    name = shape_name(shape)
+    site, info = start_site(args, site_cpu, shape["hosts"])
+    runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
+    try:
+        with tempfile.TemporaryDirectory(prefix="crawler-bench-") as workdir:
+            for n in range(args.repeat):
+                order = impls if n % 2 == 0 else impls[::-1]
+                for impl in order:
+                    report = one_run(impl, args, info, workdir, n, crawl_cpu, shape=shape)
+                    runs[impl].append(report)
+                    print(
+                        f"{name}: run {n + 1} {impl:<20} {report['pages']:>7} pages "
+                        f"{report['pages_per_s']:>8.0f} pages/s "
+                        f"{report['cpu_ms_per_page']:>7.3f} CPU-ms/page "
+                        f"{report['peak_rss_mb']:>7.1f} MB peak RSS"
+                        + (f"  PROBLEMS: {report['problems']}" if report["problems"] else ""),
+                        file=sys.stderr,
+                    )
+                    problems += [f"{name} {impl} run {n + 1}: {p}" for p in report["problems"]]
+            tag = f"{shape['hosts']}h{shape['concurrency']}c-"
+            if args.profile:
+                os.makedirs(args.profile, exist_ok=True)
+                for impl in impls:
+                    prefix = os.path.join(
+                        os.path.abspath(args.profile), tag + impl.replace(":", "-")
+                    )
+                    one_run(impl, args, info, workdir, 99, crawl_cpu, profile=prefix, shape=shape)
+                    print(f"profile of {impl}: {prefix}.txt, {prefix}.html", file=sys.stderr)
+            if args.py_spy:
+                os.makedirs(args.py_spy, exist_ok=True)
+                for impl in impls:
+                    path = os.path.join(
+                        os.path.abspath(args.py_spy), tag + impl.replace(":", "-") + ".folded"
+                    )
+                    one_run(impl, args, info, workdir, 97, crawl_cpu, py_spy=path, shape=shape)
+                    print(f"py-spy samples of {impl}: {path} (collapsed stacks)", file=sys.stderr)
+    finally:
+        site.terminate()
+        site.wait()
+    return runs
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--pages", type=int, default=8_000, help="site size")
     parser.add_argument(
-        "--pages", type=int, default=10_000, help="site size (>= 10000 for the target)"
+        "--shapes",
+        default=DEFAULT_SHAPES,
+        help="site shapes, HOSTSxCONCURRENCY[xPER_HOST] comma-separated (default: %(default)s)",
     )
-    parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument(
-        "--concurrency", type=int, default=32, help="requests in flight, both crawlers"
+        "--links",
+        default=",".join(LINK_STYLES),
+        help="framework link styles: follow (per anchor), follow_all (default: both)",
+    )
+    parser.add_argument("--hosts", type=int, default=None, help="one shape: this many hosts")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="one shape: requests in flight"
     )
     parser.add_argument(
         "--per-host",
         type=int,
         default=0,
-        help="per-host connection limit, both crawlers (default: = concurrency)",
+        help="one shape: per-host connection limit, both crawlers (default: = concurrency)",
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per implementation")
     parser.add_argument("--seed", type=int, default=1)
@@ -290,61 +409,53 @@ def main() -> int:
         help="after the timed runs, one py-spy run each (collapsed stacks) into DIR",
     )
     parser.add_argument("--out", default=None, help="JSON results file (default: in the temp dir)")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop", "both"),
+        default="asyncio",
+        help="event loop of both crawlers; both: every shape on each, plus the uvloop gain",
+    )
     args = parser.parse_args()
+
+    if args.hosts or args.concurrency:  # the single shape of the older command line
+        args.hosts, args.concurrency = args.hosts or 8, args.concurrency or 32
+        shapes = [
+            {
+                "hosts": args.hosts,
+                "concurrency": args.concurrency,
+                "per_host": args.per_host or args.concurrency,
+            }
+        ]
+    else:
+        shapes = parse_shapes(args.shapes)
+    styles = [style.strip() for style in args.links.split(",") if style.strip()]
+    unknown = set(styles) - set(LINK_STYLES)
+    if unknown:
+        raise SystemExit(f"unknown --links {sorted(unknown)}: choose from {LINK_STYLES}")
 
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     pin = not args.no_pin and len(cpus) >= 2
     site_cpu, crawl_cpu = (cpus[0], cpus[1]) if pin else (None, None)
-    impls = [args.only] if args.only else ["bare", "framework"]
+    impls = ([] if args.only == "framework" else ["bare"]) + (
+        [] if args.only == "bare" else [f"framework:{style}" for style in styles]
+    )
 
-    site, info = start_site(args, site_cpu)
-    runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
-    problems = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="crawler-bench-") as workdir:
-            for n in range(args.repeat):
-                order = impls if n % 2 == 0 else impls[::-1]
-                for impl in order:
-                    report = one_run(impl, args, info, workdir, n, crawl_cpu)
-                    runs[impl].append(report)
-                    print(
-                        f"run {n + 1} {impl:<10} {report['pages']:>7} pages "
-                        f"{report['pages_per_s']:>8.0f} pages/s "
-                        f"{report['cpu_ms_per_page']:>7.3f} CPU-ms/page "
-                        f"{report['peak_rss_mb']:>7.1f} MB peak RSS"
-                        + (f"  PROBLEMS: {report['problems']}" if report["problems"] else ""),
-                        file=sys.stderr,
-                    )
-                    problems += [f"{impl} run {n + 1}: {p}" for p in report["problems"]]
-            if args.profile:
-                os.makedirs(args.profile, exist_ok=True)
-                for impl in impls:
-                    prefix = os.path.join(os.path.abspath(args.profile), impl)
-                    one_run(impl, args, info, workdir, 99, crawl_cpu, profile=prefix)
-                    print(f"profile of {impl}: {prefix}.txt, {prefix}.html", file=sys.stderr)
-            if args.py_spy:
-                os.makedirs(args.py_spy, exist_ok=True)
-                for impl in impls:
-                    path = os.path.join(os.path.abspath(args.py_spy), f"{impl}.folded")
-                    one_run(impl, args, info, workdir, 97, crawl_cpu, py_spy=path)
-                    print(f"py-spy samples of {impl}: {path} (collapsed stacks)", file=sys.stderr)
-    finally:
-        site.terminate()
-        site.wait()
-
-    summary: dict[str, Any] = {impl: summarize(rs) for impl, rs in runs.items() if rs}
-    if len(summary) == 2:
-        bare, fw = summary["bare"], summary["framework"]
-        summary["ratio"] = {
-            "pages_per_s": round(fw["pages_per_s"] / bare["pages_per_s"], 3),
-            "pages_per_s_best": round(fw["pages_per_s_best"] / bare["pages_per_s_best"], 3),
-            "cpu_ms_per_page": round(fw["cpu_ms_per_page"] / bare["cpu_ms_per_page"], 3),
-            "peak_rss_mb": round(fw["peak_rss_mb"] / bare["peak_rss_mb"], 3),
-            "cpu_bound_pages_per_s": round(bare["cpu_ms_per_page"] / fw["cpu_ms_per_page"], 3),
-        }
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    problems: list[str] = []
+    loops = ["asyncio", "uvloop"] if args.loop == "both" else [args.loop]
+    for loop in loops:
+        for shape in shapes:
+            name = shape_name(shape) + ("" if loop == "asyncio" else f" / {loop}")
+            shape_on = {**shape, "loop": loop} if loop != "asyncio" else shape
+            runs[name] = run_shape(args, shape_on, impls, site_cpu, crawl_cpu, problems)
+    summary: dict[str, Any] = {
+        name: {impl: summarize(rs) for impl, rs in block.items() if rs}
+        for name, block in runs.items()
+    }
+    if args.repeat:
         print_table(summary, args)
-    elif summary:
-        print(json.dumps(summary, indent=2))
+        if len(loops) > 1:
+            print_loop_gain(summary, shapes)
     result = {
         "params": vars(args) | {"pinned": pin, "python": sys.version.split()[0]},
         "summary": summary,

@@ -1,8 +1,8 @@
 """A generated, deterministic multi-host site served from one loopback port.
 
 Page ``i`` (0 <= i < pages) lives on host ``host{i % hosts}.bench`` at
-``/s{dir}/p{i}.html``. Each page is about 20 KB of HTML: a ``<title>``, a
-``<nav>`` and a ``<ul>`` holding ~30 links (relative, root-relative and
+``/s{dir}/p{i}.html``. Each page is about 20 KB of HTML: a ``<title>``, an ``<h1>``, a
+``<p class="price">``, a ``<nav>`` and a ``<ul>`` holding ~30 links (relative, root-relative and
 absolute cross-host links, a few with ``#fragments`` and some repeated), and
 filler text. Page ``i`` always links to page ``i + 1``, so every page is
 reachable from the start pages (pages ``0 .. hosts-1``, one per host); the rest
@@ -45,6 +45,11 @@ _WORDS = (
     " duis aute irure reprehenderit voluptate velit esse cillum fugiat nulla pariatur"
     " excepteur sint occaecat cupidatat non proident sunt culpa qui officia deserunt mollit"
 ).split()
+
+
+def price_of(i: int) -> str:
+    """The price shown on page ``i`` (each item has a ``price`` next to its ``h1``)."""
+    return f"${(i * 7919) % 100_000 / 100:.2f}"
 
 
 def host_name(k: int) -> str:
@@ -149,6 +154,7 @@ def render(shape: SiteShape, port: int) -> tuple[dict[tuple[bytes, bytes], int],
             '<link rel="stylesheet" href="/static/site.css"></head>\n'
             f'<body><header><nav id="top">{nav}</nav></header>\n'
             f"<main><article><h1>Page {i}</h1>\n"
+            f'<p class="price">{price_of(i)}</p>\n'
         ).encode()
         tail = (
             '</article><aside><h2>Related</h2><ul class="related">\n'

@@ -20,34 +20,37 @@ modules: a custom frontier implements ``crawler.frontier.Frontier`` (``MemoryFro
 The full exception tree is drawn in ``crawler.errors``.
 """
 
-from .downloader.uploads import compress_body
-from .engine import Crawler, CrawlResult
-from .errors import (
-    BadResponse,
-    BlockedAddress,
-    ConfigError,
-    CrawlerError,
-    DropItem,
-    FetchError,
-    HttpError,
-    InvalidRequest,
-    NetworkError,
-    OutputError,
-    ProxyError,
-    RequestTimeout,
-    ResponseTooLarge,
-    SettingsError,
-    SpiderLoadError,
-    TlsError,
-    TooManyRedirects,
-)
-from .linkextractor import Link, LinkExtractor
-from .middleware import DownloaderMiddleware
-from .pipeline import ItemPipeline, item_key
-from .request import Request
-from .response import RedirectHop, Response
-from .settings import Settings
-from .spider import Spider
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .downloader.uploads import compress_body
+    from .engine import Crawler, CrawlResult
+    from .errors import (
+        BadResponse,
+        BlockedAddress,
+        ConfigError,
+        CrawlerError,
+        DropItem,
+        FetchError,
+        HttpError,
+        InvalidRequest,
+        NetworkError,
+        OutputError,
+        ProxyError,
+        RequestTimeout,
+        ResponseTooLarge,
+        SettingsError,
+        SpiderLoadError,
+        TlsError,
+        TooManyRedirects,
+    )
+    from .linkextractor import Link, LinkExtractor
+    from .middleware import DownloaderMiddleware
+    from .pipeline import ItemPipeline, item_key
+    from .request import Request
+    from .response import RedirectHop, Response
+    from .settings import Settings
+    from .spider import Spider
 
 __all__ = [
     "BadResponse",
@@ -83,3 +86,58 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# The exports load on first use (PEP 562): ``import crawler`` stays cheap (``crawl --help``,
+# ``crawl list``), ``from crawler import Spider`` loads only what Spider needs.
+_EXPORTS: dict[str, str] = {
+    "compress_body": ".downloader.uploads",
+    "Crawler": ".engine",
+    "CrawlResult": ".engine",
+    **{
+        name: ".errors"
+        for name in (
+            "BadResponse",
+            "BlockedAddress",
+            "ConfigError",
+            "CrawlerError",
+            "DropItem",
+            "FetchError",
+            "HttpError",
+            "InvalidRequest",
+            "NetworkError",
+            "OutputError",
+            "ProxyError",
+            "RequestTimeout",
+            "ResponseTooLarge",
+            "SettingsError",
+            "SpiderLoadError",
+            "TlsError",
+            "TooManyRedirects",
+        )
+    },
+    "Link": ".linkextractor",
+    "LinkExtractor": ".linkextractor",
+    "DownloaderMiddleware": ".middleware",
+    "ItemPipeline": ".pipeline",
+    "item_key": ".pipeline",
+    "Request": ".request",
+    "RedirectHop": ".response",
+    "Response": ".response",
+    "Settings": ".settings",
+    "Spider": ".spider",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -20,6 +20,7 @@ from .httpcache import HttpCache
 from .middleware import DownloaderMiddleware, load_middlewares
 from .middlewares import builtin_middlewares
 from .pipeline import PipelineChain
+from .render import Renderer, RenderOptions
 from .robots import RobotsCache
 from .settings import Settings
 from .spider import Spider
@@ -75,7 +76,7 @@ def build_processor(
     )
     middlewares += load_middlewares(settings.DOWNLOADER_MIDDLEWARES, "DOWNLOADER_MIDDLEWARES")
     middlewares += load_middlewares(spider.middlewares, "spider middlewares")
-    return RequestProcessor(
+    processor = RequestProcessor(
         spider,
         parts.frontier,
         parts.downloader,
@@ -90,3 +91,10 @@ def build_processor(
         clock=parts.clock,
         url_filter=parts.url_filter,
     )
+    # Rendering (crawler/render): cheap until a page asks for it, and RENDER="always"
+    # without a browser fails here, before the crawl.
+    options = RenderOptions.from_settings(settings)
+    processor.renderer = Renderer(
+        options, parts.downloader, parts.stats, spider, dict(settings.RESOLVE)
+    )
+    return processor

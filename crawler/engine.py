@@ -217,6 +217,7 @@ class Crawler:
                 log_porting_hints(spider)  # once: Scrapy-only names and what to write
                 await spider.open()
                 processor = self._processor(downloader)
+                stack.push_async_callback(processor.close)  # the browser, if one was started
                 logger.info("[%s] crawl started", spider.name)
                 try:
                     await processor.seed()

@@ -42,11 +42,19 @@ def url_fingerprint(url: URL) -> bytes:
     return hashlib.blake2b(canonical_url(url).encode(), digest_size=16).digest()
 
 
+_blake2b = hashlib.blake2b
+
+
 def fingerprint(request: Request) -> bytes:
     """The 16-byte de-duplication key of ``request``."""
     if request.method == "GET" and request.data is None and request.json is None:
-        # request.url is str(yarl URL): normalised already, no need to format it again.
-        return hashlib.blake2b(_canonical_text(request.url).encode(), digest_size=16).digest()
+        # request.url is str(yarl URL): normalised already, no need to format it again;
+        # most links have no fragment, no query and a path: canonical as they are (once
+        # per link, so the ~0.3 µs of _canonical_text are worth skipping).
+        text = request.url
+        if "#" in text or "?" in text or text.find("/", 8) < 0:  # no path: count("/") == 2
+            text = _canonical_text(text)
+        return _blake2b(text.encode(), digest_size=16).digest()
     digest = hashlib.blake2b(digest_size=16)
     digest.update(request.method.encode())
     digest.update(b" ")

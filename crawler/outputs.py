@@ -18,12 +18,12 @@ from types import EllipsisType
 from typing import Any, TypeVar
 
 import orjson
-from itemadapter import is_item
 
 from .checkpoint import ItemBarrier
 from .errors import CrawlerError, DropItem, InvalidRequest, OutputError
 from .fingerprint import fingerprint
 from .frontier.base import CheckpointMarks, Frontier
+from .itemcheck import is_item
 from .loglines import get_logger, short_url
 from .pipeline import ItemFailed, PipelineChain
 from .request import Request
@@ -172,7 +172,11 @@ class OutputRouter:
     async def _run(self, callback: Callable[[Any], Any], arg: Any, run: _Run, what: str) -> None:
         request = run.request
         try:
-            await for_each_output(callback(arg), self._route, run)
+            result = callback(arg)
+            if inspect.isasyncgen(result):  # the usual callback: routed inline, see _outputs
+                await self._outputs(result, run)
+            else:
+                await for_each_output(result, self._route, run)
         except OutputError:
             raise
         except Exception as exc:
@@ -192,16 +196,31 @@ class OutputRouter:
             if run.pending:
                 await self.push(run.pending, parent=request)
 
+    async def _outputs(self, result: Any, run: _Run) -> None:
+        """``for_each_output`` for an async generator, minus a coroutine per request: a page's
+        ~30 links are appended to its batch here, other outputs go through :meth:`_route`."""
+        pending = run.pending
+        route = self._route
+        async for output in result:
+            if type(output) is Request:
+                pending.append(output)
+                if len(pending) >= _PUSH_BATCH:
+                    await self._push_pending(run)
+            else:
+                await route(output, run)
+
+    async def _push_pending(self, run: _Run) -> None:
+        batch = run.pending[:]
+        run.pending.clear()
+        await self.push(batch, parent=run.request)
+
     async def _route(self, output: Any, run: _Run) -> None:
         if output is None:
             return
         if isinstance(output, Request):
-            pending = run.pending
-            pending.append(output)
-            if len(pending) >= _PUSH_BATCH:
-                batch = pending[:]
-                pending.clear()
-                await self.push(batch, parent=run.request)
+            run.pending.append(output)
+            if len(run.pending) >= _PUSH_BATCH:
+                await self._push_pending(run)
             return
         if type(output) is dict or is_item(output):
             await self._process_item(output, run)
@@ -326,22 +345,18 @@ class OutputRouter:
 
     async def push(self, requests: Sequence[Request], parent: Request | None) -> None:
         """Send requests to the frontier, dropping offsite, too-deep and filtered ones (counted)."""
-        depth = parent.depth + 1 if parent is not None else 0
-        limit = self.depth_limit
-        keep = []
-        offsite = self.offsite
-        referer = parent.url if parent is not None else None
-        for child in requests:
-            if parent is not None:
+        if parent is not None:  # every child of one page has the same depth and referer
+            depth, referer = parent.depth + 1, parent.url
+            for child in requests:
                 child.depth = depth
                 child.referer = referer
-                if limit and depth > limit:
-                    self.stats.inc("depth_dropped")
-                    continue
-            if not offsite.allows(child.host):
-                self.stats.inc("offsite")
-                continue
-            keep.append(child)
+            if self.depth_limit and depth > self.depth_limit:
+                self.stats.inc("depth_dropped", len(requests))
+                return
+        allows = self.offsite.allows
+        keep = [child for child in requests if allows(child.host)]
+        if len(keep) < len(requests):
+            self.stats.inc("offsite", len(requests) - len(keep))
         url_filter = self.url_filter  # the one test per batch when no filter is set
         if url_filter is not None and keep:
             name, stats = self.spider.name, self.stats

@@ -86,7 +86,8 @@ class Request:
     ``callback(response)`` handles the response (default: the spider's ``parse``);
     ``errback(failure)`` is called with the exception when the request finally fails.
     ``meta`` travels with the request to ``response.meta``. Higher ``priority`` is
-    fetched first; ``dont_filter=True`` skips de-duplication.
+    fetched first; ``dont_filter=True`` skips de-duplication. ``render=True`` fetches it
+    in a headless browser (docs/rendering.md); persistent frontiers keep the flag.
 
     A URL with ``user:password@`` is fetched with those credentials as HTTP Basic
     auth for that origin: they move into an ``Authorization`` header (an explicit
@@ -109,6 +110,9 @@ class Request:
     ssl: Any = None
     allow_redirects: bool = True
     depth: int = 0
+    # Fetch through a headless browser (crawler.render) instead of aiohttp: keyword-only
+    # so positional calls written before it existed keep their meaning.
+    render: bool = field(default=False, kw_only=True)
     _url: URL = field(init=False, repr=False)
     # The Authorization value taken from the URL's userinfo: scoped to that origin by replace().
     _url_auth: str | None = field(default=None, init=False, repr=False)
@@ -203,6 +207,7 @@ class Request:
         request.ssl = None
         request.allow_redirects = True
         request.depth = 0
+        request.render = False
         request._url_auth = None
         request.referer = None
         if url.raw_user is not None or url.raw_password is not None:

@@ -16,7 +16,7 @@ from w3lib.encoding import html_to_unicode
 from yarl import URL
 
 from .errors import InvalidRequest
-from .linkextractor import IGNORED_EXTENSIONS
+from .follow import follow_string, join_link, link_requests, plain_link
 from .loglines import get_logger, short_url
 from .nesting import cap_nesting
 from .porting import check_request_kwargs, css_error, make_selector, selector_href
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["RedirectHop", "Response", "ResponseLimits"]
 
 logger = get_logger("crawler.response")
-
-_SCHEMES = ("http", "https")
 
 _BASE_OR_BODY = re.compile(rb"<(base|body)[\s/>]", re.IGNORECASE)
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -293,26 +291,42 @@ class Response:
         Unlike ``follow_all()``, one link asked for by name is returned even if it is a
         binary file: the caller chose it.
         """
-        if isinstance(href, LexborNode):
+        if href.__class__ is str:  # the README's loop: a plain link is built in one call
+            try:
+                request = follow_string(self._base or self.base_url, href, kwargs)
+            except (ValueError, TypeError):
+                request = None  # the full path below says what is wrong
+            if request is not None:
+                if self.request._url_auth is None:
+                    return request
+                return self.request.lend_url_credentials(request)
+        elif isinstance(href, LexborNode):
             value = href.attributes.get("href")
             if value is None:
                 raise InvalidRequest(f"node <{href.tag}> has no href attribute on {self.url}")
             href = value
         try:
-            url = self.base_url.join(href if isinstance(href, URL) else URL(href.strip()))
+            base = self._base or self.base_url
+            url = base.join(href) if isinstance(href, URL) else join_link(base, href.strip())
         except (ValueError, TypeError) as exc:
             raise InvalidRequest(
                 f"malformed link {short_url(str(href))!r} on {short_url(self.url)}: {exc}"
             ) from None
         except AttributeError:  # no .strip(): a parsel Selector, handled off the common path
             return self.follow(selector_href(href, self.url), **kwargs)
+        # A plain link (callback= at most) is built without re-validating, as follow_all() does.
+        request = plain_link(url, kwargs) or self._request(url, kwargs)
+        if self.request._url_auth is None:
+            return request
+        return self.request.lend_url_credentials(request)
+
+    def _request(self, url: URL, kwargs: dict[str, Any]) -> Request:
+        """``Request(url, **kwargs)``, an unknown argument named in the error."""
         try:
-            request = Request(url, **kwargs)  # type: ignore[arg-type]
+            return Request(url, **kwargs)  # type: ignore[arg-type]
         except TypeError:
             check_request_kwargs(kwargs, str(url))  # names an unknown argument (cb_kwargs...)
             raise
-        source = self.request
-        return source.lend_url_credentials(request) if source.has_url_credentials else request
 
     def follow_all(
         self,
@@ -363,37 +377,5 @@ class Response:
         return links[:room]
 
     def _requests(self, links: list[Any], kwargs: dict[str, Any]) -> list[Request]:
-        """The per-link hot path of follow_all(): join, check, build (a few µs per link)."""
-        base = self.base_url
-        # Plain link-following (no kwargs but a callback) skips re-validating each URL.
-        fast = kwargs.keys() <= {"callback"}
-        if not fast:  # once per call: an unknown argument must not drop every link silently
-            check_request_kwargs(kwargs, self.url)
-        callback = kwargs.get("callback")
-        binary = IGNORED_EXTENSIONS if self.limits.skip_binary else None
-        requests = []
-        for href in links:
-            if isinstance(href, LexborNode):
-                href = href.attributes.get("href") or ""
-            href = href.strip()
-            if not href or href[0] == "#":
-                continue
-            try:
-                url = base.join(URL(href))
-                if url.scheme not in _SCHEMES or not url.raw_host:
-                    continue
-                # The suffix after the last dot (~0.1 µs; a slash in it means no extension).
-                if binary and url.raw_path.rpartition(".")[2].lower() in binary:
-                    self.note_binary_link(str(url.with_fragment(None)))
-                    continue
-                if fast:
-                    url.port  # noqa: B018 - raises ValueError for an out-of-range port
-                    requests.append(Request._link(url, callback))
-                else:
-                    requests.append(Request(url, **kwargs))  # type: ignore[arg-type]
-            except (ValueError, TypeError, InvalidRequest):
-                continue
-        source = self.request
-        if source.has_url_credentials:  # rare: a site crawled as http://user:pw@host/
-            requests = [source.lend_url_credentials(r) for r in requests]
-        return requests
+        """The per-link hot path of follow_all() (see ``crawler/follow.py``)."""
+        return link_requests(self, links, kwargs)

@@ -303,6 +303,12 @@ class Settings:
     PROGRESS_INTERVAL: float = _setting(
         10.0, "Seconds between progress lines on stderr (0 = none).", minimum=0
     )
+    LOOP: str = _setting(
+        "auto",
+        "The event loop of crawl run, jobs, scheduler, fetch/shell/parse, bench: auto (uvloop"
+        " when installed: pip install 'crawler[speedups]'), asyncio, or uvloop.",
+        choices=("auto", "asyncio", "uvloop"),
+    )
     SHUTDOWN_TIMEOUT: float = _setting(
         30.0, "Seconds a graceful stop waits for requests in flight.", minimum=0
     )
@@ -330,6 +336,20 @@ class Settings:
         " run the same command again to continue).",
         minimum=1,
     )
+    RENDER: str = _setting(
+        "never", "always: every request is rendered in Chromium.", choices=("never", "always")
+    )
+    BROWSER_EXECUTABLE: str = _setting("", "Chromium to render with (default: found on PATH).")
+    BROWSER_PAGES: int = _setting(4, "Browser pages open at once.", minimum=1)
+    BROWSER_WAIT_FOR: str = _setting(
+        "load", "A rendered page waits for: load, domcontentloaded, networkidle or a CSS selector."
+    )
+    BROWSER_ALLOW_RESOURCES: list[str] = _setting(
+        [], "Resource types a page may load although blocked by default (image, font, media)."
+    )
+    BROWSER_RECYCLE_PAGES: int = _setting(500, "Pages per browser (0 = no limit).", minimum=0)
+    BROWSER_RECYCLE_MEMORY: int = _setting(1024, "Browser restart past MiB (PSS).", minimum=0)
+    BROWSER_SCREENSHOT_DIR: str = _setting("screenshots", "Folder of meta screenshot=True files.")
     LOG_LEVEL: str = _setting(
         "INFO", "Logging level.", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     )

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from .checkpoint import ItemBarrier
 from .clock import Clock, MonotonicClock
@@ -34,6 +35,9 @@ from .settings import Settings
 from .spider import Spider
 from .stats import Stats
 from .urlfilter import UrlFilter
+
+if TYPE_CHECKING:
+    from .render import Renderer
 
 __all__ = ["PageBudget", "RequestProcessor", "StopConditions"]
 
@@ -164,6 +168,7 @@ class RequestProcessor:
         self.limits = ResponseLimits(max_links, stats, spider.name, not follow_binary_links)
         self._follow = self.outputs.follows  # redirect targets: offsite, URL patterns
         self._send = build_chain(self.middlewares, self._fetch)
+        self.renderer: Renderer | None = None  # set by assembly.py; closed by close()
 
     async def seed(self) -> None:
         """Queue the spider's start requests (see :meth:`OutputRouter.seed`)."""
@@ -200,7 +205,11 @@ class RequestProcessor:
         started = perf_counter()
         seconds = None
         try:
-            response = await self.downloader.fetch(request, follow=self._follow)
+            renderer = self.renderer
+            if renderer is not None and (request.render or renderer.always):
+                response = await renderer.fetch(request)  # Chromium (crawler/render)
+            else:
+                response = await self.downloader.fetch(request, follow=self._follow)
             seconds = perf_counter() - started
         finally:
             hosts.finished(host, seconds)
@@ -211,6 +220,11 @@ class RequestProcessor:
         stats.inc(f"status/{response.status}")
         stats.inc("bytes", len(response.body))
         return response
+
+    async def close(self) -> None:
+        """Close what the processor owns (the browser, if a page was rendered)."""
+        if self.renderer is not None:
+            await self.renderer.close()
 
     async def _give_back(self, lease: Lease, outcome: Outcome, held: bool = False) -> bool:
         """The one place a lease is given back: ack, retry, hold the host, or fail.

@@ -119,11 +119,22 @@ SETTINGS_GROUPS: dict[str, tuple[str, ...]] = {
         "FILES_RESULT_FIELD",
         "FILES_MAX_SIZE",
     ),
+    "Rendering in a browser": (
+        "RENDER",
+        "BROWSER_EXECUTABLE",
+        "BROWSER_PAGES",
+        "BROWSER_WAIT_FOR",
+        "BROWSER_ALLOW_RESOURCES",
+        "BROWSER_RECYCLE_PAGES",
+        "BROWSER_RECYCLE_MEMORY",
+        "BROWSER_SCREENSHOT_DIR",
+    ),
     "Middlewares, pipelines and logging": (
         "DOWNLOADER_MIDDLEWARES",
         "PIPELINES",
         "PROGRESS_INTERVAL",
         "LOG_LEVEL",
+        "LOOP",
     ),
 }
 
@@ -146,6 +157,7 @@ GROUP_PAGES: dict[str, str] = {
         "[Crash-safe, resumable crawls](persistence.md) and [Scaling out](scaling.md)"
     ),
     "HTTP cache": "[The HTTP cache](cli.md#the-http-cache)",
+    "Rendering in a browser": "[Rendering pages in a browser](rendering.md)",
     "Middlewares, pipelines and logging": (
         "[Downloader middlewares](middlewares.md) and [Item pipelines](pipelines.md)"
     ),

@@ -12,7 +12,6 @@ import os
 from typing import Any
 
 import orjson
-from itemadapter import ItemAdapter, is_item
 
 from .faults import DEFAULT_RETRY, WriteRetry
 from .files import FLUSH_BYTES, BufferedFile, FileOutput, whole_lines
@@ -40,6 +39,8 @@ def to_dict(item: Any) -> dict[Any, Any]:
     """
     if type(item) is dict:
         return item
+    from itemadapter import ItemAdapter  # not imported for dict items (pydantic, attrs...)
+
     return ItemAdapter(item).asdict()
 
 
@@ -50,6 +51,8 @@ def _default(value: Any) -> Any:
             return sorted(value)
         except TypeError:
             return list(value)
+    from itemadapter import ItemAdapter, is_item
+
     if is_item(value):
         return ItemAdapter(value).asdict()
     return str(value)

@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from itemadapter import ItemAdapter
-
 from crawler import ConfigError, FetchError, InvalidRequest, OutputError, Request, Response
 from crawler.loglines import get_logger, short_url
 
@@ -218,6 +216,8 @@ class FilesPipeline:
 
     async def process_item(self, item: Any, spider: Any) -> Any:
         """Settle every file of ``item`` (download, find stored, or fail), then pass it on."""
+        from itemadapter import ItemAdapter  # imported with the first item, not at start-up
+
         adapter = ItemAdapter(item)
         urls = adapter.get(self.urls_field)
         if not urls:

@@ -56,7 +56,8 @@ SIGNATURES: dict[str, tuple[Callable[..., Any], str]] = {
         "data: 'Any' = None, json: 'Any' = None, meta: 'dict[str, Any]' = <factory>, "
         "priority: 'int' = 0, dont_filter: 'bool' = False, "
         "errback: 'Callable[..., Any] | None' = None, proxy: 'str | None' = None, "
-        "ssl: 'Any' = None, allow_redirects: 'bool' = True, depth: 'int' = 0) -> None",
+        "ssl: 'Any' = None, allow_redirects: 'bool' = True, depth: 'int' = 0, *, "
+        "render: 'bool' = False) -> None",
     ),
     "Crawler": (
         crawler.Crawler,

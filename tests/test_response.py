@@ -203,10 +203,35 @@ def test_follow_a_string_and_a_node() -> None:
         response.follow(response.css_first("#none"))
 
 
-@pytest.mark.parametrize("href", ["http://[::1", "http://a:99999/", "mailto:x@a.test"])
+@pytest.mark.parametrize(
+    "href", ["http://[::1", "http://a:99999/", "mailto:x@a.test", "http://a.test:0/"]
+)
 def test_follow_refuses_uncrawlable_links(href: str) -> None:
     with pytest.raises(InvalidRequest, match=href.replace("[", r"\[")):
         make(b"").follow(href)
+    with pytest.raises(InvalidRequest, match=href.replace("[", r"\[")):
+        make(b"").follow(href, callback=print)
+
+
+def test_follow_of_a_plain_link_builds_the_same_request_as_the_constructor() -> None:
+    """follow(href, callback=...) takes the Request._link fast path: nothing differs."""
+
+    from yarl import URL
+
+    def parse(response: object) -> None:
+        return None
+
+    response = make(b"")
+    hrefs = [" ../x/./y.html?b=2&a=1#frag ", "//B.test:80/z", "http://u:p@a.test/q"]
+    hrefs += ["https://C.test:443/a/../b#x", " http://d.test ", "HTTP://e.test/%7e?q= 1"]
+    for href in hrefs:
+        for kwargs in ({}, {"callback": parse}, {"callback": None}):
+            fast = response.follow(href, **kwargs)
+            slow = Request(response.base_url.join(URL(href.strip())), **kwargs)  # type: ignore[arg-type]
+            for name in Request.__dataclass_fields__:
+                assert getattr(fast, name) == getattr(slow, name), (href, kwargs, name)
+    with pytest.raises(InvalidRequest, match="not callable"):
+        response.follow("a.html", callback="parse")
 
 
 def test_follow_all_skips_what_cannot_be_crawled() -> None:
@@ -277,3 +302,31 @@ def test_redirect_urls_lists_every_hop() -> None:
     assert make(b"").redirect_urls == [PAGE_URL]
     # links on a redirected page resolve against the final URL
     assert response.urljoin("x") == "http://b.test/x"
+
+
+def test_join_link_matches_yarl_join_on_random_links() -> None:
+    """The absolute-link shortcut of crawler/follow.py resolves exactly as ``base.join``."""
+    import random
+
+    from yarl import URL
+
+    from crawler.follow import join_link
+
+    base = URL("http://host1.test:8080/s3/p17.html?q=1#f")
+    chars = "ab/.:?#%&=éü ~;@[]-_+!$'()*,09AZ"
+    hosts = ["a.test", "B.Test:80", "x.y:443", "[::1]", "bücher.de", "a.test:", "a.test:99999", ""]
+    rng = random.Random(7)
+
+    def resolved(how: object) -> object:
+        try:
+            url = how()  # type: ignore[operator]
+            return (str(url), url.raw_host, url.scheme, url, url.port)
+        except Exception as exc:  # yarl raises ValueError, sometimes IndexError
+            return type(exc)
+
+    for _ in range(3000):
+        tail = "".join(rng.choice(chars) for _ in range(rng.randint(0, 12)))
+        for prefix in ("http://", "https://", "http://u:p@", "HTTP://", "//", "/", "../", ""):
+            href = prefix + rng.choice(hosts) + tail
+            fast = resolved(lambda href=href: join_link(base, href))
+            assert fast == resolved(lambda href=href: base.join(URL(href))), href

@@ -41,17 +41,11 @@ code  meaning
 
 from __future__ import annotations
 
-import click
+from collections.abc import Iterator, MutableMapping
+from importlib import import_module
+from typing import Any
 
-from .bench import bench_command
-from .fetch import fetch_command
-from .jobs import jobs_group, scheduler_command
-from .listing import list_command
-from .new import new_group
-from .parse import parse_command
-from .run import run_command
-from .shell import shell_command
-from .status import status_command
+import click
 
 __all__ = [
     "EXIT_CONFIG",
@@ -81,7 +75,125 @@ EXIT_UNAVAILABLE = 12
 EXIT_INTERRUPTED = 130
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Each command: (module, attribute, the first paragraph of its help). A command's module is
+# imported only when that command runs (or its own --help is asked for): `crawl --help` lists
+# them all from the help stored here, without importing aiohttp, the engine or the jobs.
+# tests/test_startup.py checks this help is the command's own.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": (
+        ".run",
+        "run_command",
+        "Run the spider TARGET: a spider name, a module:Class, or a path to a .py file.",
+    ),
+    "list": (
+        ".listing",
+        "list_command",
+        "List spider names, their classes and the files they come from.",
+    ),
+    "jobs": (
+        ".jobs",
+        "jobs_group",
+        "Declared crawl jobs: list them, run one now, show its run history.",
+    ),
+    "scheduler": (
+        ".jobs",
+        "scheduler_command",
+        "Run jobs when they are due until SIGTERM (only NAMES if given).",
+    ),
+    "status": (
+        ".status",
+        "status_command",
+        "Show a shared crawl's progress: queued, in flight, done, failed, workers, pages/s.",
+    ),
+    "fetch": (
+        ".fetch",
+        "fetch_command",
+        "Fetch URL with the project's settings and print the body (bytes as they came).",
+    ),
+    "shell": (
+        ".shell",
+        "shell_command",
+        "Open an interactive shell on URL (fetched as the crawl would) or a local .html FILE.",
+    ),
+    "parse": (
+        ".parse",
+        "parse_command",
+        "Run a spider's callback on URL and print the items and requests it produced.",
+    ),
+    "bench": (
+        ".bench",
+        "bench_command",
+        "Benchmark the crawler on this machine against a generated local site.",
+    ),
+    "new": (".new", "new_group", "Create a spider or a whole project from a template."),
+}
+
+
+class _Pending(click.Command):
+    """Stands for a command whose module is not imported yet (its help is for listings)."""
+
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """``main.commands``: every command's name at once, a command's module on first access.
+
+    ``commands[name]``, ``.get()``, ``.items()``, ``.values()`` import the command;
+    ``name in commands``, iterating the names and :meth:`listed` import nothing.
+    """
+
+    def __init__(self) -> None:
+        self._commands: dict[str, click.Command] = {
+            name: _Pending(name, help=help) for name, (_, _, help) in COMMANDS.items()
+        }
+
+    def listed(self, name: str) -> click.Command:
+        """The command as it is now: enough for its line in ``crawl --help``."""
+        return self._commands[name]
+
+    def __getitem__(self, name: str) -> click.Command:
+        command = self._commands[name]
+        if isinstance(command, _Pending):
+            module, attribute, _ = COMMANDS[name]
+            command = getattr(import_module(module, __name__), attribute)
+            self._commands[name] = command
+        return command
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._commands[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._commands[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._commands
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._commands)
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use (``COMMANDS``)."""
+
+    commands: LazyCommands
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LazyCommands()
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # As click's, but each line from the command as it is: listing imports nothing.
+        commands = [(name, self.commands.listed(name)) for name in self.list_commands(ctx)]
+        commands = [(name, command) for name, command in commands if not command.hidden]
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            rows = [(name, command.get_short_help_str(limit)) for name, command in commands]
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="crawler")
 def main() -> None:
     """crawler: run spiders and crawl jobs.
@@ -93,15 +205,3 @@ def main() -> None:
       crawl shell https://books.toscrape.com/      # try selectors interactively
       crawl run books --cache -o books.jsonl       # crawl; reruns come from the cache
     """
-
-
-main.add_command(run_command)
-main.add_command(list_command)
-main.add_command(jobs_group)
-main.add_command(scheduler_command)
-main.add_command(status_command)
-main.add_command(fetch_command)
-main.add_command(shell_command)
-main.add_command(parse_command)
-main.add_command(bench_command)
-main.add_command(new_group)

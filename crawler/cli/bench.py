@@ -26,7 +26,8 @@ import aiohttp
 import click
 
 from ..engine import Crawler
-from ..errors import CrawlerError
+from ..errors import ConfigError, CrawlerError
+from ..loops import run as run_loop
 from ..request import Request
 from ..response import Response
 from ..settings import Settings
@@ -220,8 +221,15 @@ async def run_bench(pages: int, concurrency: int, hosts: int) -> BenchResult:
     show_default=True,
     help="Virtual hosts the pages are spread over.",
 )
+@click.option(
+    "--loop",
+    type=click.Choice(["auto", "asyncio", "uvloop"]),
+    default="auto",
+    show_default=True,
+    help="The event loop (= LOOP): auto is uvloop when installed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def bench_command(pages: int, concurrency: int, hosts: int, as_json: bool) -> None:
+def bench_command(pages: int, concurrency: int, hosts: int, loop: str, as_json: bool) -> None:
     """Benchmark the crawler on this machine against a generated local site.
 
     Serves a generated site on 127.0.0.1 from a child process (no internet
@@ -235,11 +243,14 @@ def bench_command(pages: int, concurrency: int, hosts: int, as_json: bool) -> No
       crawl bench --pages 10000 --concurrency 64 --hosts 8
       crawl bench --json > bench.json
     """
-    from . import EXIT_INTERNAL, EXIT_INTERRUPTED
+    from . import EXIT_CONFIG, EXIT_INTERNAL, EXIT_INTERRUPTED
 
     setup_logging("WARNING")
     try:
-        result = asyncio.run(run_bench(pages, concurrency, min(hosts, pages)))
+        result = run_loop(run_bench(pages, concurrency, min(hosts, pages)), loop)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
     except KeyboardInterrupt:
         click.echo("crawl bench: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -54,7 +54,7 @@ def fetch_command(
     """
     setup = load_setup(spider_target, set_settings, no_robots, log_level)
     request = to_request(url)
-    fetched = run_crawl(OneShot(setup.settings, setup.spider).fetch(request))
+    fetched = run_crawl(OneShot(setup.settings, setup.spider).fetch(request), setup.settings.LOOP)
     response = fetched.response
     if response is None:
         exit_with("EXIT_NOTHING_FETCHED", fetch_failure(fetched))

@@ -32,12 +32,12 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import orjson
@@ -48,6 +48,7 @@ from ..jobs.history import RunHistory, RunRecord
 from ..jobs.runner import ExitCode, JobPaths, run_job
 from ..jobs.scheduler import Scheduler, startup_due, utc_now
 from ..loglines import get_logger
+from ..loops import run as run_loop
 from .logs import setup_logging
 from .project import ProjectConfig, load_project
 
@@ -56,6 +57,8 @@ __all__ = ["jobs_group", "scheduler_command"]
 logger = get_logger("crawler.cli")
 
 STATE_DIR_ENV = "CRAWLER_JOBS_DIR"
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,16 @@ def _load(jobs_file: str | None, state_dir: str | None) -> _Context:
         sys.exit(ExitCode.CONFIG)
     root = Path(state_dir or os.environ.get(STATE_DIR_ENV) or project.root / ".crawler" / "jobs")
     return _Context(project, jobs, JobPaths(root))
+
+
+def _run(coro: Coroutine[Any, Any, _T], context: _Context, job: JobConfig | None = None) -> _T:
+    """``asyncio.run(coro)`` on the LOOP of the project (and the job's settings), or exit 2."""
+    chosen = {**context.project.settings, **(job.settings if job is not None else {})}
+    try:
+        return run_loop(coro, str(chosen.get("LOOP", "auto")).strip().lower())
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(ExitCode.CONFIG)
 
 
 def _job(context: _Context, name: str) -> JobConfig:
@@ -171,7 +184,7 @@ def list_jobs(jobs_file: str | None, state_dir: str | None) -> None:
       crawl jobs list --jobs-file jobs.toml
     """
     context = _load(jobs_file, state_dir)
-    rows = asyncio.run(_list_rows(context))
+    rows = _run(_list_rows(context), context)
     _table([["JOB", "SPIDER", "SCHEDULE", "NEXT RUN", "LAST RUN"], *rows])
 
 
@@ -209,7 +222,7 @@ def run_one(name: str, jobs_file: str | None, state_dir: str | None, log_level: 
     setup_logging(log_level)
     context = _load(jobs_file, state_dir)
     job = _job(context, name)
-    code = asyncio.run(_run_one(context, job))
+    code = _run(_run_one(context, job), context, job)
     sys.exit(code)
 
 
@@ -268,7 +281,7 @@ def history_command(
         names = [name]
     else:
         names = sorted(context.jobs)
-    runs = asyncio.run(_all_runs(context.paths, names, limit))
+    runs = _run(_all_runs(context.paths, names, limit), context)
     if as_json:
         for run in runs:
             click.echo(orjson.dumps(run.to_dict(), default=str).decode())
@@ -339,7 +352,7 @@ def scheduler_command(
     context = _load(jobs_file, state_dir)
     jobs = [_job(context, name) for name in names] if names else list(context.jobs.values())
     try:
-        asyncio.run(_serve(context, jobs))
+        _run(_serve(context, jobs), context)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(ExitCode.CONFIG)

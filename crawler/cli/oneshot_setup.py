@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from ..errors import ConfigError, InvalidRequest, SettingsError, SpiderLoadError
+from ..loops import run as run_loop
 from ..request import Request
 from ..settings import Settings
 from ..spider import Spider
@@ -145,11 +146,12 @@ def load_setup(
     return Setup(settings, spider)
 
 
-def run_crawl(coro: Coroutine[Any, Any, _T]) -> _T:
-    """``asyncio.run(coro)``; a configuration the crawl refuses exits 2 with its reason, and
-    an exception from the spider's own code (its ``open()``...) exits 10 with its traceback."""
+def run_crawl(coro: Coroutine[Any, Any, _T], loop: str = "auto") -> _T:
+    """``asyncio.run(coro)`` on the ``LOOP`` event loop; a configuration the crawl refuses exits
+    2 with its reason, and an exception from the spider's own code (its ``open()``...) exits
+    10 with its traceback."""
     try:
-        return asyncio.run(coro)
+        return run_loop(coro, loop)
     except ConfigError as exc:
         exit_with("EXIT_CONFIG", str(exc))
     except Exception as exc:

@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 import orjson
-from itemadapter import ItemAdapter
 
 from ..httpcache import HttpCache
 from ..outputs import OffsitePolicy
@@ -102,6 +101,8 @@ def _callback_name(callback: Callable[..., Any] | None) -> str:
 
 def _json(item: Any) -> str:
     """An item as indented JSON (dataclasses, attrs, pydantic too; odd values as str)."""
+    from itemadapter import ItemAdapter
+
     data = ItemAdapter(item).asdict() if not isinstance(item, dict) else item
     return orjson.dumps(
         data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str
@@ -234,7 +235,7 @@ def parse_command(
     run = _ParseRun(spider, depth)
     run.add(request, 1, (0,))
     oneshot = OneShot(setup.settings, spider, open_spider=True, http_cache=cache)
-    run_crawl(oneshot.crawl([request], run.on_fetched))
+    run_crawl(oneshot.crawl([request], run.on_fetched), setup.settings.LOOP)
     root = run.nodes[id(request)]
     fetched = root.fetched
     if fetched is None or (fetched.response is None and root.callback is None):

@@ -15,6 +15,7 @@ from ..engine import Crawler, CrawlResult
 from ..errors import ConfigError, OutputError, SettingsError, SpiderLoadError
 from ..frontier.base import FrontierFailed
 from ..loglines import get_logger
+from ..loops import run as run_loop
 from ..progress import LiveProgress, LogProgress, ProgressView
 from ..settings import Settings
 from ..spider import Spider
@@ -186,7 +187,7 @@ def run_command(
 
     try:
         progress = progress_view(settings, quiet)
-        result = asyncio.run(_crawl(spider, settings, exporters, restart, progress))
+        result = run_loop(_crawl(spider, settings, exporters, restart, progress), settings.LOOP)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import ConfigError
+from ..loops import loop_factory
 from ..request import Request
 from ..response import Response
 from ..settings import Settings
@@ -50,8 +51,8 @@ _HEAD = re.compile(rb"<head[^>]*>", re.IGNORECASE)
 class LoopThread:
     """An asyncio event loop in a daemon thread; :meth:`run` blocks for one coroutine."""
 
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
+    def __init__(self, loop: str = "auto") -> None:
+        self._loop = loop_factory(loop)[0]()  # the LOOP setting: auto, asyncio or uvloop
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
 
@@ -248,7 +249,10 @@ def shell_command(
     from . import EXIT_NOTHING_FETCHED, EXIT_USER_CODE
 
     setup = load_setup(spider_target, set_settings, no_robots, log_level)
-    loop = LoopThread()
+    try:
+        loop = LoopThread(setup.settings.LOOP)
+    except ConfigError as exc:
+        exit_with("EXIT_CONFIG", str(exc))
     try:
         session = ShellSession(setup.settings, setup.spider, loop)
         if target is not None:

@@ -30,7 +30,7 @@ from .redirects import REDIRECT_STATUSES, next_hop
 from .sessions import SessionOptions, SessionPool, merge_headers, registered_domain
 from .socks import SocksConnectors
 from .tls import TlsOptions, TlsPolicy
-from .tracing import TimingSummary, finish_timings, timing_trace_config
+from .tracing import TimingSummary, finish_timings, instrument_connector
 
 __all__ = ["Downloader", "DownloaderOptions", "GuardOptions", "redact", "registered_domain"]
 
@@ -108,7 +108,7 @@ class DownloaderOptions:
                 max_open=settings.MAX_SESSIONS,
                 unix_sockets=dict(settings.UNIX_SOCKETS),
                 trust_env=settings.TRUST_ENV,
-                trace_configs=(timing_trace_config(), *traces),
+                trace_configs=tuple(traces),  # timings come from instrument_connector
             ),
             tls=TlsOptions(
                 verify=settings.SSL_VERIFY,
@@ -171,9 +171,14 @@ class Downloader:
 
     async def __aenter__(self) -> Downloader:
         self._connector = connector = build_connector(self.options.connector, self.guard)
+        instrument_connector(connector)  # response.timings' connect and dns
         resolver = connector.owned_resolver  # guarded: socks5/socks4 targets go through it
         unguarded = resolver.inner if isinstance(resolver, GuardedResolver) else resolver
-        self._socks = SocksConnectors(self.options.connector, resolver, unguarded, self.guard)
+        self._socks = socks = SocksConnectors(
+            self.options.connector, resolver, unguarded, self.guard
+        )
+        opener = socks._open  # each SOCKS connector times its connections too
+        socks._open = lambda proxy: instrument_connector(opener(proxy))  # type: ignore[method-assign,assignment,return-value]
         self._sessions = SessionPool(connector, self.options.sessions, self._socks)
         if self.options.sessions.trust_env:
             for url in urllib.request.getproxies().values():

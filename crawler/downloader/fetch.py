@@ -34,6 +34,7 @@ from .guard import BlockedAddressError
 from .proxies import is_socks, redact
 from .sessions import split_headers
 from .socks import SocksError
+from .tracing import begin, headers_received
 
 __all__ = ["BodyLimit", "fetch"]
 
@@ -79,14 +80,15 @@ async def fetch(
     ``request.headers`` (the downloader adds credentials for the origin).
     ``proxy`` and ``ssl`` are the already-resolved choices for this request (a SOCKS
     ``proxy`` is ``session``'s connector already: it is only named in errors here);
-    ``timings`` (filled by the timing TraceConfig) becomes ``response.timings``.
+    ``timings`` (stamped here and by the instrumented connector, see ``tracing.py``)
+    becomes ``response.timings``.
     """
     kwargs: dict[str, Any] = {"allow_redirects": False}
     if timeout_s is not None:
         read = min(read_timeout_s or timeout_s, timeout_s)
         kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout_s, sock_read=read)
     if timings is not None:
-        kwargs["trace_request_ctx"] = timings
+        kwargs["trace_request_ctx"] = timings  # for a user's timing_trace_config()
     headers = request.headers if headers is None else headers
     http_proxy = proxy if proxy and not is_socks(proxy) else None
     if headers:
@@ -109,8 +111,11 @@ async def fetch(
     if ssl is not None:
         kwargs["ssl"] = ssl
     url = request.url
+    begin(timings)  # perf_counter stamps, and the connector's connect/dns go into timings
     try:
         async with session.request(request.method, request.yarl_url, **kwargs) as resp:
+            if timings is not None:
+                headers_received(timings)
             if resp.status == 407:  # only a proxy says this (for https, aiohttp raises)
                 raise ProxyError(
                     f"proxy {redact(proxy) or '(from the environment)'} refused"

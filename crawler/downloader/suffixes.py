@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from publicsuffixlist import PublicSuffixList
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
 
 __all__ = ["is_ip", "is_public_suffix", "registered_domain"]
 
-_PSL = PublicSuffixList()
+
+@lru_cache(maxsize=1)
+def _psl() -> PublicSuffixList:
+    """The list, loaded on the first question (not at import: ``crawl --help`` never asks)."""
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
 
 
 @lru_cache(maxsize=65536)
@@ -25,7 +33,7 @@ def registered_domain(host: str) -> str:
     host = host.lower().rstrip(".")
     if is_ip(host):
         return host
-    return _PSL.privatesuffix(host) or host
+    return _psl().privatesuffix(host) or host
 
 
 def is_ip(host: str) -> bool:
@@ -40,4 +48,4 @@ def is_ip(host: str) -> bool:
 @lru_cache(maxsize=4096)
 def is_public_suffix(domain: str) -> bool:
     """True if ``domain`` is a public suffix (``com``, ``co.uk``, ``github.io``)."""
-    return bool(_PSL.is_public(domain))
+    return bool(_psl().is_public(domain))

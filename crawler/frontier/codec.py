@@ -4,7 +4,7 @@ A stored request is one orjson object with short keys; fields at their default
 value are left out. What is stored, and how it comes back:
 
 - ``url``, ``method``, ``priority``, ``dont_filter``, ``depth``, ``proxy``,
-  ``allow_redirects``: as they are.
+  ``allow_redirects``, ``render``: as they are.
 - ``headers`` (as ``[name, value]`` pairs, so repeated headers survive; decoded
   to a ``dict``, or a ``CIMultiDict`` when a name repeats) and ``cookies``.
 - ``data``: ``bytes``, ``str`` or a ``dict`` of form fields, each decoded to the
@@ -95,6 +95,8 @@ class RequestCodec:
             doc["x"] = request.proxy
         if not request.allow_redirects:
             doc["r"] = 0
+        if request.render:
+            doc["R"] = 1
         if isinstance(request.ssl, bool):
             doc["s"] = request.ssl
         if request.callback is not None:
@@ -141,6 +143,7 @@ class RequestCodec:
             ssl=doc.get("s"),
             allow_redirects=bool(doc.get("r", 1)),
             depth=doc.get("D", 0),
+            render=bool(doc.get("R", 0)),
         )
 
     def decode_stored(self, data: bytes, where: str, label: object) -> Request | None:

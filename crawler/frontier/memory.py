@@ -42,16 +42,16 @@ class MemoryFrontier(LocalPoliteness):
 
     async def push(self, requests: Sequence[Request]) -> list[bool]:
         """Queue new requests; duplicates (by fingerprint) are refused unless ``dont_filter``."""
-        accepted = []
-        seen = self._seen
+        accepted: list[bool] = []
+        seen, enqueue, keep = self._seen, self._enqueue, accepted.append  # ~30 links a page
         for request in requests:
             fp = fingerprint(request)
             if fp in seen and not request.dont_filter:
-                accepted.append(False)
+                keep(False)
                 continue
             seen.add(fp)
-            self._enqueue(request, fp)
-            accepted.append(True)
+            enqueue(request, fp)
+            keep(True)
         self._waiters.wake(len(requests))
         return accepted
 

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from itemadapter import is_item
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ..itemcheck import is_item
 from ..outputs import bad_output, for_each_output
 from ..request import Request
 from ..response import Response

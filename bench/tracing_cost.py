@@ -1,0 +1,140 @@
+"""What per-request timing costs: CPU µs per request with and without it.
+
+    .venv/bin/python bench/tracing_cost.py --requests 20000 --repeat 5
+
+Two measurements, both in this process:
+
+1. **Fetch**: ``--requests`` sequential GETs of a 20 KB page from a bare asyncio server on
+   loopback (one kept-alive connection) through ``crawler.downloader.fetch.fetch``: with
+   the timings the crawl records (``timings=`` dict: perf_counter stamps in fetch.py, the
+   connector instrumented by ``tracing.instrument_connector``, then ``finish_timings``
+   and ``TimingSummary.add``), without any (no dict), and with aiohttp's TraceConfig
+   (``timing_trace_config``, how timings were taken before). Runs alternate; the minimum
+   CPU per request of each is compared, so a difference is what timing adds to a request
+   (server CPU included in all).
+2. **Summary**: ``TimingSummary.add`` alone (µs per call, timeit) and ``summary()`` over
+   a million requests (ms, once at the end of a crawl).
+
+Prints one JSON object; nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import timeit
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import aiohttp
+
+from crawler.downloader.fetch import BodyLimit, fetch
+from crawler.downloader.tracing import (
+    TimingSummary,
+    finish_timings,
+    instrument_connector,
+    timing_trace_config,
+)
+from crawler.request import Request
+
+BODY = b"<html><body>" + b"x" * 20_000 + b"</body></html>"
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: "
+    + str(len(BODY)).encode()
+    + b"\r\n\r\n"
+    + BODY
+)
+
+
+class Page(asyncio.Protocol):
+    """Answers every request head with the same page (keep-alive)."""
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        for _ in range(data.count(b"\r\n\r\n")):
+            self.transport.write(RESPONSE)
+
+
+async def crawl(port: int, requests: int, how: str) -> float:
+    """CPU seconds per request for ``requests`` sequential fetches.
+
+    ``how``: ``off`` (no timings), ``crawler`` (what the crawl does now: stamps and the
+    instrumented connector), ``trace_config`` (aiohttp's TraceConfig, as before).
+    """
+    timed = how != "off"
+    traces = [timing_trace_config()] if how == "trace_config" else None
+    connector = aiohttp.TCPConnector()
+    if how == "crawler":
+        instrument_connector(connector)
+    summary = TimingSummary()
+    limit = BodyLimit(10 * 1024 * 1024)
+    request = Request(f"http://127.0.0.1:{port}/page")
+    async with aiohttp.ClientSession(connector=connector, trace_configs=traces) as session:
+        await fetch(session, request, limit)  # the connection, outside the measurement
+        started = time.process_time()
+        for _ in range(requests):
+            if timed:
+                timings: dict[str, float] = {}
+                response = await fetch(session, request, limit, timings=timings)
+                summary.add(finish_timings(timings))
+            else:
+                response = await fetch(session, request, limit)
+            assert response.status == 200
+        return (time.process_time() - started) / requests
+
+
+async def fetch_cost(requests: int, repeat: int) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Page, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cpu: dict[str, list[float]] = {"off": [], "crawler": [], "trace_config": []}
+    try:
+        for _ in range(repeat):
+            for how, runs in cpu.items():
+                runs.append(await crawl(port, requests, how))
+    finally:
+        server.close()
+        await server.wait_closed()
+    off = min(cpu["off"])
+    return {
+        "fetch_us_without_timings": round(off * 1e6, 2),
+        "fetch_us_with_timings": round(min(cpu["crawler"]) * 1e6, 2),
+        "timing_cost_us_per_request": round((min(cpu["crawler"]) - off) * 1e6, 2),
+        "trace_config_cost_us_per_request": round((min(cpu["trace_config"]) - off) * 1e6, 2),
+    }
+
+
+def summary_cost() -> dict[str, float]:
+    summary = TimingSummary()
+    sample = {"ttfb": 0.0021, "total": 0.0034, "reused": 1.0}
+    number = 200_000
+    add = min(timeit.repeat(lambda: summary.add(sample), number=number, repeat=3)) / number
+    big = TimingSummary()
+    for i in range(1_000_000):
+        big.add({"ttfb": i * 1e-6, "total": i * 2e-6, "reused": 1.0})
+    started = time.perf_counter()
+    big.summary()
+    return {
+        "summary_add_us": round(add * 1e6, 3),
+        "summary_of_1M_requests_ms": round((time.perf_counter() - started) * 1e3, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    result = asyncio.run(fetch_cost(args.requests, args.repeat)) | summary_cost()
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
