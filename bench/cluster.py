@@ -61,7 +61,8 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
 from frontier_memory import url_of  # noqa: E402
-from site_server import SiteProtocol, SiteShape, SiteState  # noqa: E402
+from site_server import SiteShape  # noqa: E402
+from slow_site import serve_site  # noqa: E402
 
 SPIDER = """
 from crawler import Spider
@@ -75,84 +76,6 @@ class BenchSpider(Spider):
         yield {"url": response.url, "title": title.text() if title is not None else None}
         yield from response.follow_all()
 """
-
-# -- the slow site ---------------------------------------------------------------------
-
-
-class _LateTransport:
-    """Writes (and closes) ``latency`` seconds after the protocol asks: a far-away server."""
-
-    def __init__(self, transport: asyncio.Transport, latency: float) -> None:
-        self._transport = transport
-        self._latency = latency
-        self._loop = asyncio.get_running_loop()
-
-    def writelines(self, data: Any) -> None:
-        self._loop.call_later(self._latency, self._write, list(data))
-
-    def _write(self, data: list[bytes]) -> None:
-        if not self._transport.is_closing():
-            self._transport.writelines(data)
-
-    def close(self) -> None:
-        self._loop.call_later(self._latency, self._transport.close)
-
-
-class _TimedState(SiteState):
-    """SiteState that also reports when the first and the last page were served."""
-
-    def reset(self) -> None:
-        super().reset()
-        self.first: float | None = None
-        self.last: float | None = None
-        self.peak: dict[bytes, int] = {}
-        self.active: dict[bytes, int] = {}
-
-    def stats(self) -> dict[str, Any]:
-        data: dict[str, Any] = dict(super().stats())
-        data["crawl_s"] = (self.last - self.first) if self.first and self.last else 0.0
-        data["peak_per_host"] = max(self.peak.values(), default=0)
-        return data
-
-
-class _SlowProtocol(SiteProtocol):
-    def __init__(self, state: _TimedState, latency: float) -> None:
-        super().__init__(state)
-        self.timed = state
-        self.latency = latency
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(_LateTransport(transport, self.latency))  # type: ignore[arg-type]
-
-    def _answer(self, host: bytes, target: bytes) -> list[bytes]:
-        answer = super()._answer(host, target)
-        if (host, target) in self.timed.routes:
-            state, now = self.timed, time.monotonic()
-            state.first = state.first or now
-            state.last = now
-            active = state.active[host] = state.active.get(host, 0) + 1
-            state.peak[host] = max(state.peak.get(host, 0), active)
-            asyncio.get_running_loop().call_later(self.latency, self._done, host)
-        return answer
-
-    def _done(self, host: bytes) -> None:
-        self.timed.active[host] -= 1
-
-
-async def _serve_site(shape: SiteShape, latency: float) -> None:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    port = sock.getsockname()[1]
-    state = _TimedState(shape, port)
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _SlowProtocol(state, latency), sock=sock)
-    info = {"port": port, "hosts": shape.host_names(), "start_urls": shape.start_urls(port)}
-    print(json.dumps(info), flush=True)
-    async with server:
-        await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
-
 
 # -- the runner ----------------------------------------------------------------------------
 
@@ -320,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.per_host:
         args.per_host = args.concurrency * max(int(n) for n in args.workers.split(","))
     if args.serve_site:
-        asyncio.run(_serve_site(SiteShape(args.pages, args.hosts), args.latency))
+        asyncio.run(serve_site(SiteShape(args.pages, args.hosts), args.latency))
         return
     binary = shutil.which("redis-server")
     if binary is None:

@@ -26,7 +26,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import LINK_STYLES, one_run, start_site  # noqa: E402
+from crawl_run import one_run  # noqa: E402
+from matrix import LINK_STYLES  # noqa: E402
+from site_client import start_site  # noqa: E402
 
 
 def package_of(filename: str) -> str:
