@@ -8,11 +8,14 @@ domain headers go on every request the page makes (credential headers, and the
 request's own headers, only to the request's origin); the proxy is the request's (set
 by ProxyRotation for this attempt) or PROXY.
 
-Guard: every request the page makes goes through ``page.route``: blocked resource types
-are aborted, and the host is resolved with the crawl's RESOLVE map and DNS and checked
-by the crawl's private-network guard (start hosts and ALLOWED_NETWORKS allowed) before
-it is let through. Playwright does not route redirect hops, so a redirect target is
-checked once seen and a refused one fails the page (see docs/rendering.md).
+Guard: every request the page makes goes through ``page.route`` (WebSockets through
+``page.route_web_socket``; service workers are blocked, their requests would not be
+routed): blocked resource types are aborted, and the host is resolved with the crawl's
+RESOLVE map and DNS and checked by the crawl's private-network guard (start hosts and
+ALLOWED_NETWORKS allowed) before anything is sent. Playwright does not route the hops of
+a redirect Chromium follows, so allowed requests are not continued in Chromium but sent
+from Playwright's driver (``route.fetch``) with redirects off; each redirect target is
+judged before it is asked for (see ``_send`` and docs/rendering.md).
 """
 
 from __future__ import annotations
@@ -23,14 +26,11 @@ import time
 from http.cookies import Morsel, SimpleCookie
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from aiohttp import ThreadedResolver
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ..downloader import Downloader, registered_domain
-from ..downloader.connector import MappedResolver
-from ..downloader.guard import BlockedAddressError, GuardedResolver
-from ..downloader.sessions import merge_headers, split_credentials
+from ..downloader.guard import GuardedResolver
 from ..errors import BlockedAddress, FetchError, RequestTimeout, ResponseTooLarge
 from ..loglines import get_logger, short_url
 from ..request import Request
@@ -38,9 +38,10 @@ from ..response import RedirectHop, Response
 from ..stats import Stats
 from .browser import BrowserHost
 from .options import WAIT_STATES, BrowserError, BrowserMissing, BrowserUnavailable, RenderOptions
+from .routing import PageRouting, is_playwright_error, same_url
 
 if TYPE_CHECKING:
-    from playwright.async_api import BrowserContext, Page, Route
+    from playwright.async_api import BrowserContext, Page
 
 __all__ = ["PageActions", "Renderer"]
 
@@ -49,6 +50,9 @@ logger = get_logger("crawler.render")
 WAIT_META = "wait_for"
 SCREENSHOT_META = "screenshot"
 _MAXSIZE_META = "download_maxsize"
+_MAX_REDIRECTS = 20  # Chromium's own limit
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+_PER_ORIGIN = frozenset(("authorization", "cookie", "proxy-authorization", "host"))
 
 
 @runtime_checkable
@@ -63,7 +67,10 @@ class PageActions(Protocol):
 class _Page:
     """What one render learns while its page loads."""
 
-    __slots__ = ("blocked", "domain", "origin", "proxy", "request", "resolved", "sent_own")
+    __slots__ = (
+        "addresses", "blocked", "blocked_document", "context", "domain", "hops", "navigating",
+        "next_url", "origin", "proxy", "request", "resolved", "sent_own", "too_large",
+    )  # fmt: skip
 
     def __init__(self, request: Request, proxy: str | None) -> None:
         self.request = request
@@ -73,9 +80,16 @@ class _Page:
         self.blocked: list[str] = []  # refused by the guard: the first one is reported
         self.resolved: dict[str, bool] = {}  # host -> allowed, for this page
         self.sent_own = False  # the request's own headers went with the main document
+        self.addresses: dict[str, str] = {}  # host -> the address the guard judged
+        self.context: Any = None  # the page's BrowserContext, for its cookies
+        self.too_large: list[str] = []  # responses over MAX_RESPONSE_SIZE, not delivered
+        self.blocked_document = ""  # the page itself, or a redirect of it, was refused
+        self.hops: list[RedirectHop] = []  # the page's own redirects, first first
+        self.next_url = ""  # where the page's document redirected: the next navigation
+        self.navigating = False  # _goto is loading the page's document
 
 
-class Renderer:
+class Renderer(PageRouting):
     """Renders requests in Chromium through the crawl's sessions, guard and limits.
 
     Built once per crawl (crawler/assembly.py); nothing is launched until the first
@@ -122,15 +136,26 @@ class Renderer:
                 request.url,
             ) from None
         except Exception as exc:
-            if state.blocked and state.blocked[0].split("#")[0] == request.url.split("#")[0]:
+            if state.blocked_document:
+                where = state.blocked_document
+                how = (
+                    "is"
+                    if same_url(where, request.url)
+                    else f"redirects to {short_url(where, 100)},"
+                )
                 raise BlockedAddress(
-                    f"not rendering {short_url(request.url)}: a private address", request.url
+                    f"not rendering {short_url(request.url)}: it {how} a private address",
+                    request.url,
+                ) from None
+            if state.too_large and same_url(state.too_large[0], request.url):
+                raise ResponseTooLarge(
+                    f"{short_url(request.url)} is over MAX_RESPONSE_SIZE", request.url
                 ) from None
             if _is_playwright_timeout(exc):
                 raise RequestTimeout(
                     f"timed out rendering {short_url(request.url)}", request.url
                 ) from None
-            if not _is_playwright_error(exc):
+            if not is_playwright_error(exc):
                 raise
             reason = str(exc).splitlines()[0][:300]
             raise BrowserError(
@@ -143,6 +168,8 @@ class Renderer:
             "user_agent": headers.get("User-Agent", "crawler"),
             "java_script_enabled": True,
             "ignore_https_errors": not self.downloader.options.tls.verify,
+            # a service worker's own requests would not come through page.route (the guard)
+            "service_workers": "block",
         }
         if state.proxy:
             url = URL(state.proxy)
@@ -158,13 +185,15 @@ class Renderer:
 
     async def _render(self, context: BrowserContext, state: _Page) -> Response:
         request = state.request
+        state.context = context
         await self._cookies_in(context, request)
         page = await context.new_page()
         page.set_default_timeout(self.options.timeout_s * 1000)
         await page.route("**/*", lambda route: self._route(route, state))
+        await page.route_web_socket(lambda _: True, lambda ws: self._route_websocket(ws, state))
         wait_for = str(request.meta.get(WAIT_META) or self.options.wait_for)
         until = wait_for if wait_for in WAIT_STATES else "domcontentloaded"
-        response = await page.goto(request.url, wait_until=until)  # type: ignore[arg-type]
+        response = await self._goto(page, state, until)
         if wait_for not in WAIT_STATES:
             await page.wait_for_selector(wait_for, state="attached")
         if isinstance(self.spider, PageActions):
@@ -172,9 +201,7 @@ class Renderer:
         self._check_blocked(state)
         if response is None:
             raise BrowserError(f"no document for {short_url(request.url)}", request.url)
-        history = await _history(response)
-        if history:
-            await self._check_redirects(state, [hop.url for hop in history[1:]] + [page.url])
+        history = tuple(state.hops)
         html = (await page.content()).encode("utf-8")
         max_bytes = int(request.meta.get(_MAXSIZE_META, self.options.max_bytes))
         if max_bytes and len(html) > max_bytes:
@@ -198,90 +225,24 @@ class Renderer:
             history=history,
         )
 
-    async def _route(self, route: Route, state: _Page) -> None:
-        """Every request the page makes: blocked types, the guard, then our headers."""
-        try:
-            await self._decide(route, state)
-        except Exception as exc:
-            if not _is_playwright_error(exc):
-                raise
-            # the page or the browser went away meanwhile: the render itself reports that
-            logger.debug("route of %s: %s", short_url(route.request.url), exc)
-
-    async def _decide(self, route: Route, state: _Page) -> None:
-        sent = route.request
-        if sent.resource_type in self.options.blocked_resources:
-            self.stats.inc("render/blocked_resources")
-            await route.abort("blockedbyclient")
-            return
-        url = URL(sent.url)
-        if url.scheme not in ("http", "https") or not url.host:
-            await route.continue_()
-            return
-        if not await self._allowed(url.host, state):
-            state.blocked.append(sent.url)
-            self.stats.inc("render/blocked_requests")
-            await route.abort("blockedbyclient")
-            return
-        headers = {**sent.headers, **self._headers_for(url, sent, state)}
-        await route.continue_(headers=headers)
-
-    def _headers_for(self, url: URL, sent: Any, state: _Page) -> dict[str, str]:
-        """The headers aiohttp would send to ``url``'s domain; credentials only on the origin."""
-        options = self.downloader.options.sessions
-        domain = registered_domain(url.host or "")
-        layered, _ = split_credentials(
-            merge_headers(options.headers, options.domain_headers.get(domain))
+    async def _goto(self, page: Page, state: _Page, until: str) -> Any:
+        """Navigate to the request's URL, then to each redirect target the route handler
+        judged allowed (it stops the navigation at every 3xx of the page's document)."""
+        url = state.request.url
+        for _ in range(_MAX_REDIRECTS + 1):
+            state.next_url = ""
+            state.navigating = True
+            try:
+                return await page.goto(url, wait_until=until)  # type: ignore[arg-type]
+            except Exception:
+                if not state.next_url:
+                    raise
+            finally:
+                state.navigating = False
+            url = state.next_url
+        raise BrowserError(
+            f"too many redirects rendering {short_url(state.request.url)}", state.request.url
         )
-        headers = dict(layered)
-        if url.origin() == state.origin:
-            headers.update(self.downloader.sessions.credentials(url.host or ""))
-            if not state.sent_own and sent.is_navigation_request() and state.request.headers:
-                state.sent_own = True
-                headers.update(state.request.headers)
-        return headers
-
-    async def _allowed(self, host: str, state: _Page) -> bool:
-        guard = self.downloader.guard
-        if not guard.enabled:
-            return True
-        known = state.resolved.get(host)
-        if known is not None:
-            return known
-        allowed = True
-        try:
-            if state.proxy:  # the proxy resolves names: only literals and localhost are judged
-                guard.check_unresolved(host)
-            else:
-                await self._guarded_resolver().resolve(host.strip("[]"), 0)
-        except BlockedAddressError:
-            allowed = False
-        except OSError:
-            allowed = True  # unresolvable: the browser fails that request itself
-        state.resolved[host] = allowed
-        return allowed
-
-    def _check_blocked(self, state: _Page) -> None:
-        """Log (once per page) that some of its requests were refused by the guard."""
-        if state.blocked:
-            logger.info(
-                "refused %d request(s) of %s to private addresses, e.g. %s",
-                len(state.blocked),
-                short_url(state.request.url),
-                short_url(state.blocked[0], 100),
-            )
-
-    async def _check_redirects(self, state: _Page, targets: list[str]) -> None:
-        """Playwright does not route redirect hops: a refused target fails the page (the
-        hop was sent, but nothing it answered reaches the spider)."""
-        for target in targets:
-            host = URL(target).host
-            if host and not await self._allowed(host, state):
-                raise BlockedAddress(
-                    f"not rendering {short_url(state.request.url)}: it redirects to a private"
-                    f" address ({short_url(target, 100)})",
-                    state.request.url,
-                )
 
     async def _cookies_in(self, context: BrowserContext, request: Request) -> None:
         """The jar's cookies for the URL (and the request's own) into the new context."""
@@ -331,13 +292,6 @@ class Renderer:
         await page.screenshot(path=str(path), full_page=True)
         return str(path)
 
-    def _guarded_resolver(self) -> GuardedResolver:
-        """The same answers the connector gets: RESOLVE first, then the system's DNS."""
-        if self._resolver is None:
-            inner = MappedResolver(self._resolve, ThreadedResolver())
-            self._resolver = GuardedResolver(inner, self.downloader.guard)
-        return self._resolver
-
     async def close(self) -> None:
         """Close the browser and Playwright, then the resolver."""
         try:
@@ -345,25 +299,6 @@ class Renderer:
         finally:
             if self._resolver is not None:
                 await self._resolver.close()
-
-
-async def _history(response: Any) -> tuple[RedirectHop, ...]:
-    """The redirect hops before the main document, first first."""
-    hops: list[RedirectHop] = []
-    previous = response.request.redirected_from
-    while previous is not None:
-        answered = await previous.response()
-        if answered is not None:
-            headers = CIMultiDictProxy(CIMultiDict(await answered.all_headers()))
-            hops.append(RedirectHop(previous.url, answered.status, headers))
-        previous = previous.redirected_from
-    return tuple(reversed(hops))
-
-
-def _is_playwright_error(exc: BaseException) -> bool:
-    from playwright.async_api import Error
-
-    return isinstance(exc, Error)
 
 
 def _is_playwright_timeout(exc: BaseException) -> bool:
