@@ -240,10 +240,14 @@ def _script_end(text: str, pos: int) -> int:
             state = 2
 
 
-def cap_nesting(text: str) -> int:
-    """Where to cut ``text`` so that Lexbor parses it in bounded time, or -1 to keep it all."""
+def cap_nesting(text: str, tags: int = -1) -> int:
+    """Where to cut ``text`` so that Lexbor parses it in bounded time, or -1 to keep it all.
+
+    ``tags``: ``text.count("<")`` if the caller knows it already (-1: count here)."""
     # A tag takes 3 characters at least ("<a>"): short texts cannot hold too many.
-    if len(text) <= 3 * _SCAN_MIN_TAGS or text.count("<") <= _SCAN_MIN_TAGS:
+    if len(text) <= 3 * _SCAN_MIN_TAGS:
+        return -1
+    if (tags if tags >= 0 else text.count("<")) <= _SCAN_MIN_TAGS:
         return -1
     tree = _OpenElements()
     stack = tree.stack

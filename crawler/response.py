@@ -60,6 +60,8 @@ class ResponseLimits:
 
 
 _UNLIMITED = ResponseLimits()
+# Codecs (as w3lib names them) that decode byte 0x3C, and only it, to "<".
+_LT_SAFE = frozenset(("utf-8", "utf8", "ascii", "cp1252", "latin-1", "iso8859-15"))
 
 
 class Response:
@@ -83,6 +85,7 @@ class Response:
         "_links",
         "_parser",
         "_sel",
+        "_tags",
         "_text",
         "_url",
         "body",
@@ -128,6 +131,7 @@ class Response:
         self._links = 0  # links follow_all() has looked at
         self._dropped = 0  # links it refused (over limits.max_links)
         self._binary: set[str] | None = None  # binary links skipped (each counted once)
+        self._tags: tuple[bytes, int] | None = None  # (body, its b"<" count) from the worker
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.url}>"
@@ -202,7 +206,12 @@ class Response:
     def _parse(self) -> int:
         """Parse the text (cut if it nests too deep); return where it was cut, or -1."""
         text = self.text
-        end = cap_nesting(text)
+        # The worker's count of b"<" is the text's count of "<" when the codec maps byte
+        # 0x3C to "<" and back only (UTF-8, ASCII, cp1252, ISO 8859-15): not counted twice.
+        counted, tags = self._tags or (None, -1)
+        if counted is not self.body or self._encoding not in _LT_SAFE:
+            tags = -1
+        end = cap_nesting(text, tags)
         self._parser = LexborHTMLParser(text if end < 0 else text[:end])
         return end
 

@@ -190,7 +190,7 @@ class RequestProcessor:
         except FetchError as exc:
             return await self._give_back(lease, Failed(exc.kind, exc))
         response.limits = self.limits
-        if _parse_off_loop(response.body) and _is_html(response):
+        if _parse_off_loop(response) and _is_html(response):
             await response.prepare_html()
         callback = request.callback or self.spider.parse
         held = await self.outputs.run(
@@ -300,10 +300,19 @@ def _log_response(spider: str, request: Request, response: Response, seconds: fl
     )
 
 
-def _parse_off_loop(body: bytes) -> bool:
-    """Big pages, and pages with tags enough to need the nesting scan, parse in a thread."""
+def _parse_off_loop(response: Response) -> bool:
+    """Big pages, and pages with tags enough to need the nesting scan, parse in a thread.
+
+    The count of ``<`` is kept on the response: the nesting guard does not count again."""
+    body = response.body
     size = len(body)
-    return size >= THREAD_PARSE_BYTES or (size > 3 * SCAN_TAGS and body.count(b"<") > SCAN_TAGS)
+    if size >= THREAD_PARSE_BYTES:
+        return True
+    if size <= 3 * SCAN_TAGS:
+        return False
+    tags = body.count(b"<")
+    response._tags = (body, tags)
+    return tags > SCAN_TAGS
 
 
 def _is_html(response: Response) -> bool:

@@ -368,3 +368,28 @@ async def crawl_with_manual_clock(
     assert len(server.requests) == 2
     assert collect.items == [{"path": "/", "status": 200}]
     assert result.stats["retries/http_503"] == 1
+
+
+def test_the_workers_tag_count_is_reused_only_when_it_is_the_texts() -> None:
+    """worker._parse_off_loop counts b"<" once; the nesting guard reuses it for an ASCII-safe
+    codec and the same body only (a UTF-16 page, or a body replaced since, is counted again)."""
+    from crawler.worker import _parse_off_loop
+
+    bomb = "<div>" * 5000
+
+    def response(body: bytes, charset: str) -> Response:
+        headers = CIMultiDictProxy(CIMultiDict({"Content-Type": f"text/html; charset={charset}"}))
+        return Response("http://a.test/", 200, headers, body, Request("http://a.test/"))
+
+    page = response(bomb.encode(), "utf-8")
+    assert _parse_off_loop(page) and page._tags == (page.body, 5000)
+    assert page._parse() > 0  # cut
+    wide = response(bomb.encode("utf-16"), "utf-16")
+    wide._tags = (wide.body, 0)  # a wrong count is not trusted for UTF-16
+    assert wide._parse() > 0
+    stale = response(bomb.encode(), "utf-8")
+    stale._tags = (b"<p>", 0)  # counted on another body
+    assert stale._parse() > 0
+    trusted = response(bomb.encode(), "utf-8")
+    trusted._tags = (trusted.body, 0)  # reused: shows the count is not taken again
+    assert trusted._parse() == -1
