@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .clock import Clock
 from .hostboard import HostBoard, HostLine, HostWait
 from .loglines import get_logger
+from .summary import counter_parts
 
 if TYPE_CHECKING:
     from .frontier.base import FrontierCounts
@@ -72,15 +73,7 @@ class Progress:
 
     def grouped(self, prefix: str) -> str:
         """``reason=count`` parts of the ``prefix/*`` counters, biggest first."""
-        parts = sorted(
-            (
-                (k[len(prefix) + 1 :], v)
-                for k, v in self.counters.items()
-                if k.startswith(prefix + "/")
-            ),
-            key=lambda part: (-part[1], part[0]),
-        )
-        return ", ".join(f"{name}={value:,}" for name, value in parts if value)
+        return counter_parts(self.counters, prefix)[1]
 
 
 def _elapsed(seconds: float) -> str:

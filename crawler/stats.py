@@ -80,11 +80,9 @@ class Stats:
 
     def snapshot(self) -> StatsSnapshot:
         """An immutable-by-copy view: counters, derived rates and values (missing keys: 0)."""
-        elapsed = self.elapsed_s
-        pages = self.get("pages") - self._baseline_pages
         data = StatsSnapshot(sorted(self.counters.items()))
-        data["elapsed_s"] = round(elapsed, 3)
-        data["pages_per_s"] = round(pages / elapsed, 2) if elapsed > 0 else 0.0
+        data["elapsed_s"] = round(self.elapsed_s, 3)
+        data["pages_per_s"] = round(self.rate(), 2)
         data["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started))
         data.update(self.values)
         return data

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["human_bytes", "render_plain", "render_rich", "summary_rows"]
+__all__ = ["counter_parts", "human_bytes", "render_plain", "render_rich", "summary_rows"]
 
 # Counters whose name/detail pairs are shown together in one row, with their total.
 _GROUPS = (
@@ -51,11 +51,12 @@ def _ms(value: float) -> str:
     return f"{value:.1f} ms" if value < 10 else f"{value:,.0f} ms"
 
 
-def _group(snapshot: Mapping[str, Any], prefix: str) -> tuple[int, str]:
-    """The total of ``prefix/*`` counters and ``name=count`` parts, biggest first."""
+def counter_parts(counters: Mapping[str, Any], prefix: str) -> tuple[int, str]:
+    """The total of the ``prefix/*`` counters and their ``name=count`` parts, biggest first
+    (the summary, the progress display and the exit message share it)."""
     parts = [
         (key[len(prefix) + 1 :], value)
-        for key, value in snapshot.items()
+        for key, value in counters.items()
         if key.startswith(prefix + "/") and isinstance(value, int) and value
     ]
     parts.sort(key=lambda part: (-part[1], part[0]))
@@ -84,7 +85,7 @@ def summary_rows(snapshot: Mapping[str, Any]) -> list[tuple[str, str]]:
     if snapshot.get("start_errors"):
         rows.append(("start errors", f"{snapshot['start_errors']:,}"))
     for prefix, title in _GROUPS:
-        total, parts = _group(snapshot, prefix)
+        total, parts = counter_parts(snapshot, prefix)
         parts_only = prefix in _NO_TOTAL
         plain = None if parts_only else snapshot.get(prefix)
         if total:

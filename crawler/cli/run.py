@@ -19,7 +19,7 @@ from ..loops import run as run_loop
 from ..progress import LiveProgress, LogProgress, ProgressView
 from ..settings import Settings
 from ..spider import Spider
-from ..summary import render_plain, render_rich, summary_rows
+from ..summary import counter_parts, render_plain, render_rich, summary_rows
 from ..supervisor import CHECKPOINT_FAILED, FRONTIER_UNAVAILABLE, OUTPUT_FAILED, STATE_LOST, Failure
 from .loader import load_spider_class
 from .logs import setup_logging, stderr_console
@@ -243,11 +243,7 @@ def nothing_crawled(result: CrawlResult) -> str | None:
             "the spider made no start requests: give it start URLs"
             " (start_urls, or -a start_urls=https://...) or yield Requests from start()"
         )
-    failures = ", ".join(
-        f"{key.partition('/')[2]}={value}"
-        for key, value in stats.items()
-        if key.startswith("failures/") and value
-    )
+    failures = counter_parts(stats, "failures")[1]
     reasons = f" (failures: {failures})" if failures else ""
     also = f"; {skipped} start request(s) could not be made" if skipped else ""
     return f"none of {stats['requests']} request(s) got a response{reasons}{also}"
