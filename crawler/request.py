@@ -113,7 +113,10 @@ class Request:
     # Fetch through a headless browser (crawler.render) instead of aiohttp: keyword-only
     # so positional calls written before it existed keep their meaning.
     render: bool = field(default=False, kw_only=True)
-    _url: URL = field(init=False, repr=False)
+    # Parsed on first use for a link built from a plain string (crawler/linkjoin.py): most
+    # followed links are duplicates, dropped by fingerprint before anything needs it.
+    _url: URL | None = field(init=False, repr=False)
+    _host: str | None = field(default=None, init=False, repr=False)
     # The Authorization value taken from the URL's userinfo: scoped to that origin by replace().
     _url_auth: str | None = field(default=None, init=False, repr=False)
     # The URL of the page whose callback made this request (None for start requests): shown
@@ -165,7 +168,7 @@ class Request:
         if auth is None or link._url_auth is not None or _has_authorization(link.headers):
             return link
         try:
-            same = link._url.origin() == self._url.origin()
+            same = link.yarl_url.origin() == self.yarl_url.origin()
         except ValueError:
             return link
         if same:
@@ -176,23 +179,29 @@ class Request:
     @property
     def host(self) -> str:
         """The lower-cased host name: the unit of politeness (concurrency and delay)."""
-        return self._url.host or ""
+        host = self._host
+        if host is None:
+            host = self._host = self.yarl_url.host or ""
+        return host
 
     @property
     def yarl_url(self) -> URL:
-        """The parsed URL (a ``yarl.URL``), parsed once when the request was made."""
-        return self._url
+        """The parsed URL (a ``yarl.URL``): parsed once, when made or first asked for."""
+        url = self._url
+        if url is None:  # a plain link's string is in yarl's own form already: no re-quoting
+            url = self._url = URL(self.url, encoded=True)
+        return url
 
     @classmethod
-    def _link(cls, url: URL, callback: Callable[..., Any] | None = None) -> Request:
+    def _link(cls, url: URL | None, callback: Callable[..., Any] | None = None) -> Request:
         """A GET for an already-joined absolute http(s) ``url`` (the link-following hot path).
 
         Same result as ``Request(url, callback=callback)`` without re-validating what
         the caller has checked (scheme, host); ``tests/test_request.py`` keeps them equal.
         """
         request = cls.__new__(cls)
-        request.url = str(url)
         request._url = url
+        request._host = None
         request.callback = callback
         request.method = "GET"
         request.headers = None
@@ -210,9 +219,21 @@ class Request:
         request.render = False
         request._url_auth = None
         request.referer = None
+        if url is None:
+            return request  # _plain() sets the URL
+        request.url = str(url)
         if url.raw_user is not None or url.raw_password is not None:
             request._url = request._take_credentials(url)  # rare: not worth a slower hot path
             request.url = str(request._url)
+        return request
+
+    @classmethod
+    def _plain(cls, url: str, host: str, callback: Callable[..., Any] | None) -> Request:
+        """A GET for a plain link resolved as a string (crawler/linkjoin.py): ``url`` is
+        what ``str(URL(url))`` prints, with no userinfo; its URL is parsed when first asked."""
+        request = cls._link(None, callback)
+        request.url = url
+        request._host = host
         return request
 
     def replace(self, **changes: Any) -> Request:
@@ -234,7 +255,7 @@ class Request:
             values["headers"] = _without_authorization(self.headers, inherited)
         request = Request(**values)
         if inherited is not None and request._url_auth is None:
-            if request._url.origin() == self._url.origin():
+            if request.yarl_url.origin() == self.yarl_url.origin():
                 request.headers = _with_header(request.headers, "Authorization", inherited)
                 request._url_auth = inherited
         return request

@@ -17,6 +17,7 @@ from yarl import URL
 
 from .errors import InvalidRequest
 from .follow import follow_string, join_link, link_requests, plain_link
+from .linkjoin import LinkBase
 from .loglines import get_logger, short_url
 from .nesting import cap_nesting
 from .porting import check_request_kwargs, css_error, make_selector, selector_href
@@ -82,6 +83,7 @@ class Response:
         "_binary",
         "_dropped",
         "_encoding",
+        "_join",
         "_links",
         "_parser",
         "_sel",
@@ -128,6 +130,7 @@ class Response:
         self._encoding: str | None = None
         self._parser: LexborHTMLParser | None = None
         self._base: URL | None = None
+        self._join: LinkBase | None = None
         self._links = 0  # links follow_all() has looked at
         self._dropped = 0  # links it refused (over limits.max_links)
         self._binary: set[str] | None = None  # binary links skipped (each counted once)
@@ -279,6 +282,13 @@ class Response:
                         pass
         return self._base
 
+    @property
+    def link_base(self) -> LinkBase:
+        """:attr:`base_url` split once for resolving this page's plain links as strings."""
+        if self._join is None:
+            self._join = LinkBase(self.base_url)
+        return self._join
+
     def urljoin(self, href: str) -> str:
         """Resolve ``href`` against this page's URL (honouring ``<base href>``)."""
         return str(self.base_url.join(URL(href.strip())))
@@ -302,7 +312,7 @@ class Response:
         """
         if href.__class__ is str:  # the README's loop: a plain link is built in one call
             try:
-                request = follow_string(self._base or self.base_url, href, kwargs)
+                request = follow_string(self._join or self.link_base, href, kwargs)
             except (ValueError, TypeError):
                 request = None  # the full path below says what is wrong
             if request is not None:
