@@ -2,9 +2,10 @@
 
 ``LinkExtractor(allow=r"/item/\\d+").extract_links(response)`` works like Scrapy's
 LinkExtractor, on the page's selectolax (Lexbor) nodes and at the same per-link cost as
-``response.follow_all()``: URLs are joined with yarl against the page (or its ``<base
-href>``), the file extension is one frozenset lookup on the path's suffix, regexes are
-compiled once and not run at all when none is given. ``crawler.spiders.RuleSpider`` builds
+``response.follow_all()``: URLs are joined against the page (or its ``<base href>``) as
+strings when they are plain (``crawler/linkjoin.py``), else with yarl; the file extension
+is one frozenset lookup on the path's suffix, regexes are compiled once and not run at all
+when none is given. ``crawler.spiders.RuleSpider`` builds
 its requests from these links.
 
 Also here: :data:`IGNORED_EXTENSIONS` and :func:`is_binary_path`, the binary-file test
@@ -183,7 +184,8 @@ class LinkExtractor:
         extensions = self._extensions
         if extensions is None:
             extensions = IGNORED_EXTENSIONS if limits.skip_binary else _NO_EXTENSIONS
-        base = response.base_url
+        links_base = response.link_base
+        base = links_base.url
         seen: set[str] | None = set() if self._unique else None
         process = self._process_value
         attrs = self._attrs
@@ -201,21 +203,27 @@ class LinkExtractor:
                 value = value.strip()
                 if not value or value[0] == "#":  # the page itself
                     continue
-                try:
-                    url = base.join(URL(value))
-                    if url.scheme not in _SCHEMES or not url.raw_host:
+                plain = links_base.resolve(value)  # crawler/linkjoin.py: no yarl for most
+                if plain is not None:
+                    text, host, path = plain
+                    text, _, fragment = text.partition("#")
+                else:
+                    try:
+                        url = base.join(URL(value))
+                        if url.scheme not in _SCHEMES or not url.raw_host:
+                            continue
+                        url.port  # noqa: B018 - raises ValueError for an out-of-range port
+                    except (ValueError, TypeError):
                         continue
-                    url.port  # noqa: B018 - raises ValueError for an out-of-range port
-                except (ValueError, TypeError):
-                    continue
-                fragment = url.raw_fragment
-                if fragment:
-                    url = url.with_fragment(None)
-                link = self._link(node, node_attrs, url, fragment, seen)
+                    fragment = url.raw_fragment
+                    if fragment:
+                        url = url.with_fragment(None)
+                    text, host, path = str(url), url.raw_host or "", url.raw_path
+                link = self._link(node, node_attrs, text, host, fragment, seen)
                 if link is None:
                     continue
                 # Last, so only a link this extractor would have kept counts as skipped.
-                if extensions and is_binary_path(url.raw_path, extensions):
+                if extensions and is_binary_path(path, extensions):
                     response.note_binary_link(link.url)
                     continue
                 links.append(link)
@@ -235,14 +243,15 @@ class LinkExtractor:
         self,
         node: LexborNode,
         node_attrs: LexborAttributes,
-        url: URL,
+        text_url: str,
+        host: str,
         fragment: str,
         seen: set[str] | None,
     ) -> Link | None:
-        """The Link for ``url`` if it passes the filters that need its text (else None)."""
-        if (self._domains or self._deny_domains) and not self._host_allowed(url.raw_host or ""):
+        """The Link for ``text_url`` (on ``host``, without its ``fragment``) if it passes
+        the filters (else None)."""
+        if (self._domains or self._deny_domains) and not self._host_allowed(host):
             return None
-        text_url = str(url)
         if self._canonicalize:
             text_url = canonicalize_url(text_url)
         if seen is not None:

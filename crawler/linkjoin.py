@@ -17,7 +17,7 @@ import re
 
 from yarl import URL
 
-__all__ = ["LinkBase"]
+__all__ = ["LinkBase", "plain_absolute"]
 
 # What yarl leaves as it is in a path, a query and a fragment (every other character is
 # quoted, or changes meaning): RFC 3986 unreserved and sub-delims, ":" and "@".
@@ -85,7 +85,7 @@ class LinkBase:
         if not self.plain:
             return None
         if href.startswith(("http://", "https://")):
-            return _absolute(href)
+            return plain_absolute(href)
         found = _RELATIVE.fullmatch(href)
         if found is None:
             return None
@@ -117,7 +117,9 @@ class LinkBase:
         return url, self.host, path
 
 
-def _absolute(href: str) -> tuple[str, str, str] | None:
+def plain_absolute(href: str) -> tuple[str, str, str] | None:
+    """``(url, host, path)`` of an absolute http(s) URL that is plain, ``url`` as yarl prints
+    it (dot segments removed); None: not plain, parse it with yarl."""
     found = _ABSOLUTE.fullmatch(href)
     if found is None:
         return None

@@ -11,6 +11,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .errors import InvalidRequest
+from .linkjoin import plain_absolute
 from .loglines import short_url
 
 __all__ = ["Request"]
@@ -124,11 +125,16 @@ class Request:
     referer: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        url = parse_url(self.url)
-        if url.raw_user is not None or url.raw_password is not None:
-            url = self._take_credentials(url)
-        self._url = url
-        self.url = str(url)
+        plain = plain_absolute(self.url) if self.url.__class__ is str else None
+        if plain is not None:  # parsed when first asked for (yarl_url): ~1.5 µs less
+            self.url, self._host = plain[0], plain[1]
+            self._url = None
+        else:
+            url = parse_url(self.url)
+            if url.raw_user is not None or url.raw_password is not None:
+                url = self._take_credentials(url)
+            self._url = url
+            self.url = str(url)
         method = self.method.upper() if isinstance(self.method, str) else self.method
         if method not in _METHODS:
             raise InvalidRequest(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import random
 
 import pytest
+from request_state import request_state
 from yarl import URL
 
-from crawler.linkjoin import LinkBase
+from crawler import InvalidRequest, Request
+from crawler.linkjoin import LinkBase, plain_absolute
 
 BASES = [
     "http://host1.test:8080/s3/p17.html",
@@ -137,3 +139,21 @@ def test_links_that_are_not_plain_fall_back_to_yarl(href: str) -> None:
 def test_a_base_that_is_not_plain_resolves_nothing() -> None:
     for base in ("http://xn--bcher-kva.test/x/y", "http://a.test/a%20b/page", "http://[::1]/"):
         assert LinkBase(URL(base)).resolve("p.html") is None
+
+
+def test_a_request_of_a_plain_url_string_is_the_request_of_its_parsed_url() -> None:
+    """``Request(str)`` keeps a plain URL's string and parses it when asked: the same request."""
+    rng = random.Random(5)
+    taken = 0
+    for _ in range(3000):
+        tail = "".join(rng.choice(CHARS) for _ in range(rng.randint(0, 14)))
+        text = rng.choice(("http://", "https://")) + rng.choice(HOSTS) + "/" + tail
+        try:
+            expected = request_state(Request(URL(text.strip())))  # a str is stripped
+        except (InvalidRequest, ValueError):
+            with pytest.raises(InvalidRequest):
+                Request(text)
+            continue
+        taken += plain_absolute(text) is not None
+        assert request_state(Request(text)) == expected, text
+    assert taken > 200  # the string path was taken, not only the parse
