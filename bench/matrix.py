@@ -16,7 +16,9 @@ from typing import Any
 from crawl_run import one_run
 from site_client import start_site
 
-LINK_STYLES = ("follow", "follow_all")  # response.follow per anchor / response.follow_all()
+# response.follow per anchor / response.follow_all() / a RuleSpider rule with a LinkExtractor
+LINK_STYLES = ("follow", "follow_all", "rules")
+DEFAULT_LINK_STYLES = ("follow", "follow_all")  # the two issue 17 measures; rules on request
 DEFAULT_SHAPES = "8x32,16x64x8"  # HOSTSxCONCURRENCY[xPER_HOST]
 
 

@@ -31,7 +31,7 @@ import sys
 import tempfile
 from typing import Any
 
-from matrix import DEFAULT_SHAPES, LINK_STYLES, parse_shapes, run_matrix
+from matrix import DEFAULT_LINK_STYLES, DEFAULT_SHAPES, LINK_STYLES, parse_shapes, run_matrix
 from report import print_loop_gain, print_table, summarize
 
 
@@ -47,8 +47,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--links",
-        default=",".join(LINK_STYLES),
-        help="framework link styles: follow (per anchor), follow_all (default: both)",
+        default=",".join(DEFAULT_LINK_STYLES),
+        help="framework link styles: follow (per anchor), follow_all, rules (a RuleSpider"
+        " with a LinkExtractor); default: %(default)s",
     )
     parser.add_argument("--hosts", type=int, default=None, help="one shape: this many hosts")
     parser.add_argument(

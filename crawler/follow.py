@@ -28,6 +28,37 @@ __all__ = ["follow_string", "join_link", "link_requests", "plain_link"]
 
 _SCHEMES = ("http", "https")
 _NOT_GIVEN: Any = object()
+# Request arguments a link's Request takes on the fast path, each value checked here as
+# Request() would (anything else, or a value of another type: Request() checks and says).
+_LINK_KWARGS = frozenset(("callback", "errback", "meta", "priority", "dont_filter"))
+
+
+def _fast_kwargs(kwargs: dict[str, Any]) -> bool:
+    """Whether ``kwargs`` can be applied to a link's Request without Request()'s checks."""
+    if len(kwargs) == 1:  # the README's callback=, or one other argument
+        callback = kwargs.get("callback", _NOT_GIVEN)
+        if callback is not _NOT_GIVEN:
+            return callback is None or callable(callback)
+    if not kwargs.keys() <= _LINK_KWARGS:
+        return False
+    callback, errback = kwargs.get("callback"), kwargs.get("errback")
+    return (
+        (callback is None or callable(callback))
+        and (errback is None or callable(errback))
+        and type(kwargs.get("meta", {})) is dict
+        and type(kwargs.get("priority", 0)) is int
+        and type(kwargs.get("dont_filter", False)) is bool
+    )
+
+
+def _link_request(request: Request, kwargs: dict[str, Any]) -> Request:
+    """``request`` with the arguments of :func:`_fast_kwargs` other than ``callback``."""
+    if len(kwargs) > 1 or "callback" not in kwargs:
+        request.errback = kwargs.get("errback")
+        request.meta = kwargs.get("meta", request.meta)
+        request.priority = kwargs.get("priority", 0)
+        request.dont_filter = kwargs.get("dont_filter", False)
+    return request
 
 
 def join_link(base: URL, href: str) -> URL:
@@ -55,15 +86,14 @@ def follow_string(links: LinkBase, href: str, kwargs: dict[str, Any]) -> Request
     """
     callback: Callable[..., Any] | None = None
     if kwargs:
-        if len(kwargs) > 1:
+        if not _fast_kwargs(kwargs):
             return None
-        callback = kwargs.get("callback", _NOT_GIVEN)
-        if callback is _NOT_GIVEN or (callback is not None and not callable(callback)):
-            return None
+        callback = kwargs.get("callback")
     href = href.strip()
     plain = links.resolve(href)
     if plain is not None:
-        return Request._plain(plain[0], plain[1], callback)
+        request = Request._plain(plain[0], plain[1], callback)
+        return _link_request(request, kwargs) if kwargs else request
     base = links.url
     if href.startswith(("http://", "https://")) and "@" not in href and "[" not in href:
         url = URL(href)
@@ -78,19 +108,16 @@ def follow_string(links: LinkBase, href: str, kwargs: dict[str, Any]) -> Request
             return None
     except ValueError:  # out of range
         return None
-    return Request._link(url, callback)
+    request = Request._link(url, callback)
+    return _link_request(request, kwargs) if kwargs else request
 
 
 def plain_link(url: URL, kwargs: dict[str, Any]) -> Request | None:
     """A GET for the joined ``url`` if it is a plain link (http(s), a host, a usable port)
-    and ``kwargs`` holds at most a callable ``callback``; None: build it the full way."""
-    callback: Callable[..., Any] | None = None
-    if kwargs:
-        if len(kwargs) > 1:
-            return None  # other arguments than callback=
-        callback = kwargs.get("callback", _NOT_GIVEN)
-        if callback is _NOT_GIVEN or (callback is not None and not callable(callback)):
-            return None  # Request() takes it from here (and says what is wrong)
+    and ``kwargs`` are valid link arguments (callback, errback, meta, priority,
+    dont_filter); None: build it the full way (Request() says what is wrong)."""
+    if kwargs and not _fast_kwargs(kwargs):
+        return None
     if url.scheme not in _SCHEMES or not url.raw_host:
         return None
     try:
@@ -98,7 +125,8 @@ def plain_link(url: URL, kwargs: dict[str, Any]) -> Request | None:
             return None
     except ValueError:  # out of range
         return None
-    return Request._link(url, callback)
+    request = Request._link(url, kwargs.get("callback"))
+    return _link_request(request, kwargs) if kwargs else request
 
 
 def link_requests(response: Response, links: list[Any], kwargs: dict[str, Any]) -> list[Request]:
@@ -106,8 +134,8 @@ def link_requests(response: Response, links: list[Any], kwargs: dict[str, Any]) 
     (and binary ones counted, unless the crawl follows them)."""
     links_base = response.link_base
     base = links_base.url
-    # Plain link-following (no kwargs but a callback) skips re-validating each URL.
-    fast = kwargs.keys() <= {"callback"}
+    # Plain link-following (valid link arguments only) skips re-validating each URL.
+    fast = not kwargs or _fast_kwargs(kwargs)
     if not fast:  # once per call: an unknown argument must not drop every link silently
         check_request_kwargs(kwargs, response.url)
     callback = kwargs.get("callback")
@@ -127,7 +155,8 @@ def link_requests(response: Response, links: list[Any], kwargs: dict[str, Any]) 
                 if binary and path.rpartition(".")[2].lower() in binary:
                     response.note_binary_link(url_text.partition("#")[0])
                     continue
-                requests.append(Request._plain(url_text, host, callback))
+                request = Request._plain(url_text, host, callback)
+                requests.append(_link_request(request, kwargs) if kwargs else request)
                 continue
         try:
             url = join_link(base, href)
@@ -138,8 +167,10 @@ def link_requests(response: Response, links: list[Any], kwargs: dict[str, Any]) 
                 response.note_binary_link(str(url.with_fragment(None)))
                 continue
             if fast:
-                url.port  # noqa: B018 - raises ValueError for an out-of-range port
-                requests.append(Request._link(url, callback))
+                if url.port == 0:  # an out-of-range port raises ValueError
+                    continue
+                request = Request._link(url, callback)
+                requests.append(_link_request(request, kwargs) if kwargs else request)
             else:
                 requests.append(Request(url, **kwargs))  # type: ignore[arg-type]
         except (ValueError, TypeError, InvalidRequest):

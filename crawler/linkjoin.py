@@ -29,7 +29,7 @@ _ABSOLUTE = re.compile(
     rf"(https?)://([a-z0-9_-]+(?:\.[a-z0-9_-]+)*)(?::([1-9][0-9]{{0,4}}))?"
     rf"(/[{_CHARS}]*)(?:\?([{_CHARS}?]+))?(?:#([{_CHARS}?]+))?"
 )
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
+_MATCH_ABSOLUTE = _ABSOLUTE.fullmatch
 
 
 def _remove_dot_segments(path: str) -> str:
@@ -49,7 +49,7 @@ def _remove_dot_segments(path: str) -> str:
 
 
 def _has_dot_segment(path: str) -> bool:
-    return "/." in path and ("/./" in path or "/../" in path or path.endswith(("/.", "/..")))
+    return "/./" in path or "/../" in path or path.endswith(("/.", "/.."))
 
 
 class LinkBase:
@@ -59,11 +59,23 @@ class LinkBase:
     itself is plain enough for string resolution (else :meth:`resolve` always says None).
     """
 
-    __slots__ = ("_directory", "_document", "_fragment", "_origin", "_path", "host", "plain", "url")
+    __slots__ = (
+        "_directory",
+        "_document",
+        "_fragment",
+        "_known",
+        "_origin",
+        "_path",
+        "host",
+        "plain",
+        "url",
+    )
+    _directory: str  # the path up to its last "/": where a relative path starts from
 
     def __init__(self, url: URL) -> None:
         self.url = url
         self.host = ""
+        self._known: dict[str, tuple[str, str, str]] | None = None
         text = str(url)
         found = _ABSOLUTE.fullmatch(text)
         # A base that yarl shows unchanged is plain: its parts are what the join uses.
@@ -74,7 +86,7 @@ class LinkBase:
         self.host = host
         self._origin = f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
         self._path = path
-        self._directory = self._origin + path[: path.rfind("/") + 1]
+        self._directory = path[: path.rfind("/") + 1]
         # The page without its fragment: "#top" on it is the page itself.
         self._document = text.partition("#")[0]
         self._fragment = fragment
@@ -85,6 +97,9 @@ class LinkBase:
         if not self.plain:
             return None
         if href.startswith(("http://", "https://")):
+            known = self._known
+            if known is not None and href in known:
+                return known[href]
             return plain_absolute(href)
         found = _RELATIVE.fullmatch(href)
         if found is None:
@@ -104,10 +119,16 @@ class LinkBase:
             if path.startswith("//"):
                 return None  # network-path reference: another host
         else:
-            if ":" in path.partition("/")[0]:
+            colon = path.find(":")
+            if colon >= 0 and "/" not in path[:colon]:
                 return None  # "mailto:x", "a:b": a scheme, not a path
-            path = self._directory[len(self._origin) :] + path
-        if _has_dot_segment(path):
+            directory = self._directory
+            while path.startswith("../"):  # the common dot segments, one string cut each
+                path = path[3:]
+                if directory != "/":
+                    directory = directory[: directory.rindex("/", 0, -1) + 1]
+            path = directory + path
+        if "/." in path and _has_dot_segment(path):
             path = _remove_dot_segments(path)
         url = self._origin + path
         if query is not None:
@@ -116,19 +137,31 @@ class LinkBase:
             url = f"{url}#{fragment}"
         return url, self.host, path
 
+    def remember(self, resolved: tuple[str, str, str]) -> None:
+        """Keep a :meth:`resolve` result (without a fragment) for this page: a LinkExtractor's
+        Link URL followed next (RuleSpider) is then not checked a second time."""
+        if self._known is None:
+            self._known = {}
+        self._known[resolved[0]] = resolved
+
 
 def plain_absolute(href: str) -> tuple[str, str, str] | None:
     """``(url, host, path)`` of an absolute http(s) URL that is plain, ``url`` as yarl prints
     it (dot segments removed); None: not plain, parse it with yarl."""
-    found = _ABSOLUTE.fullmatch(href)
+    found = _MATCH_ABSOLUTE(href)
     if found is None:
         return None
-    scheme, host, port, path, query, fragment = found.groups()
+    host, port, path = found.group(2, 3, 4)
     if "xn--" in host:
         return None  # yarl's host is the decoded name: let it say
-    if port is not None and (port == _DEFAULT_PORTS[scheme] or int(port) > 65535):
-        return None  # yarl drops a default port, refuses one out of range
-    if _has_dot_segment(path):
+    # yarl drops a default port and refuses one out of range (same-length digit strings
+    # compare as numbers).
+    if port is not None and (
+        port == ("80" if href[4] == ":" else "443") or (len(port) == 5 and port > "65535")
+    ):
+        return None
+    if "/." in path and _has_dot_segment(path):
+        scheme, _, _, _, query, fragment = found.groups()
         path = _remove_dot_segments(path)
         origin = f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
         href = origin + path

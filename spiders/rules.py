@@ -163,11 +163,12 @@ class RuleSpider(Spider):
     def rule_requests(self, response: Response) -> Iterable[Request]:
         """A request for each link of ``response`` some rule picks (the first one that does)."""
         seen: set[str] = set()
-        for index, rule in enumerate(self._rules()):
-            links = [
-                link for link in rule.extractor.extract_links(response) if link.url not in seen
-            ]
-            seen.update(link.url for link in links)
+        rules = self._rules()
+        for index, rule in enumerate(rules):
+            links = rule.extractor.extract_links(response)
+            if len(rules) > 1:  # a link goes to the first rule that found it
+                links = [link for link in links if link.url not in seen]
+                seen.update(link.url for link in links)
             if rule.links is not None:
                 links = list(rule.links(links) or ())
             for link in links:
@@ -178,15 +179,12 @@ class RuleSpider(Spider):
                     yield request
 
     def _request(self, response: Response, link: Link, index: int, rule: _Compiled) -> Request:
-        # link.url is absolute already: no join (response.follow) needed, ~1 µs a link less.
-        request = Request(
-            link.url,
-            callback=self._parse_rule,
-            errback=rule.errback,
-            meta={"rule": index, "link_text": link.text},
-        )
-        source = response.request
-        return source.lend_url_credentials(request) if source.has_url_credentials else request
+        # follow(): a plain absolute link.url is taken as it is (crawler/linkjoin.py), and
+        # the page's URL credentials go to links of the same origin.
+        request = response.follow(link.url, callback=self._parse_rule)
+        request.errback = rule.errback  # a callable or None: checked when the rule compiled
+        request.meta = {"rule": index, "link_text": link.text}
+        return request
 
 
 async def _outputs(result: Any) -> AsyncIterator[Any]:

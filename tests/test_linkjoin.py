@@ -104,6 +104,7 @@ def test_random_links_resolve_as_yarl_joins_them() -> None:
         "http://b.test/x",
         "https://b.test:8443/a/../b?c=d#e",
         "http://b.test/",
+        "http://b.test:65535/x",
         "a/b:c",
     ],
 )
@@ -122,6 +123,8 @@ def test_common_links_take_the_string_path(base: str, href: str) -> None:
         "//b.test/x",
         "http://B.test/x",
         "http://b.test:80/x",
+        "https://b.test:443/x",
+        "http://b.test:65536/x",
         "http://b.test",
         "http://u:p@b.test/x",
         "http://xn--bcher-kva.test/x",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 from request_state import request_state
+from yarl import URL
 
 from crawler import InvalidRequest, RedirectHop, Request, Response
 
@@ -226,7 +227,16 @@ def test_follow_of_a_plain_link_builds_the_same_request_as_the_constructor() -> 
     hrefs = [" ../x/./y.html?b=2&a=1#frag ", "//B.test:80/z", "http://u:p@a.test/q"]
     hrefs += ["https://C.test:443/a/../b#x", " http://d.test ", "HTTP://e.test/%7e?q= 1"]
     for href in hrefs:
-        for kwargs in ({}, {"callback": parse}, {"callback": None}):
+        for kwargs in (
+            {},
+            {"callback": parse},
+            {"callback": None},
+            {"meta": {"a": 1}},
+            {"callback": parse, "errback": parse, "meta": {"b": 2}, "priority": 3},
+            {"dont_filter": True, "priority": -1},
+            {"meta": None},  # not a dict, a bool priority: Request() takes them as they are
+            {"priority": True},
+        ):
             fast = response.follow(href, **kwargs)
             slow = Request(response.base_url.join(URL(href.strip())), **kwargs)  # type: ignore[arg-type]
             assert request_state(fast) == request_state(slow), (href, kwargs)
@@ -284,6 +294,22 @@ def test_follow_all_with_css_nodes_and_kwargs() -> None:
         "http://a.test/dir/x",
         "http://a.test/z",
     ]
+
+
+def test_follow_all_with_link_arguments_builds_what_the_constructor_builds() -> None:
+    def parse(response: object) -> None:
+        return None
+
+    response = make(b"")
+    hrefs = ["x.html", "../y?b=1#f", "/z", "http://b.test/w", "//c.test/v", "p%20q"]
+    for kwargs in (
+        {"callback": parse, "errback": parse, "meta": {"k": 1}, "priority": 2},
+        {"dont_filter": True},
+        {"meta": None},
+    ):
+        expected = [Request(response.base_url.join(URL(h)), **kwargs) for h in hrefs]  # type: ignore[arg-type]
+        got = response.follow_all(hrefs, **kwargs)
+        assert [request_state(r) for r in got] == [request_state(r) for r in expected], kwargs
 
 
 def test_redirect_urls_lists_every_hop() -> None:
