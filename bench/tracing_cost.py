@@ -9,9 +9,10 @@ Two measurements, both in this process:
    the timings the crawl records (``timings=`` dict: perf_counter stamps in fetch.py, the
    connector instrumented by ``tracing.instrument_connector``, then ``finish_timings``
    and ``TimingSummary.add``), without any (no dict), and with aiohttp's TraceConfig
-   (``timing_trace_config``, how timings were taken before). Runs alternate; the minimum
-   CPU per request of each is compared, so a difference is what timing adds to a request
-   (server CPU included in all).
+   (``timing_trace_config``, how timings were taken before). The three take turns in
+   chunks of ``--chunk`` fetches (``--requests`` x ``--repeat`` each); what timing adds
+   to a request is the median difference of neighbouring chunks' CPU per request
+   (server CPU included in all), so slow drifts of the machine cancel out.
 2. **Summary**: ``TimingSummary.add`` alone (µs per call, timeit) and ``summary()`` over
    a million requests (ms, once at the end of a crawl).
 
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import time
 import timeit
@@ -36,7 +38,6 @@ import aiohttp
 from crawler.downloader.fetch import BodyLimit, fetch
 from crawler.downloader.tracing import (
     TimingSummary,
-    finish_timings,
     instrument_connector,
     timing_trace_config,
 )
@@ -62,52 +63,81 @@ class Page(asyncio.Protocol):
             self.transport.write(RESPONSE)
 
 
-async def crawl(port: int, requests: int, how: str) -> float:
-    """CPU seconds per request for ``requests`` sequential fetches.
+HOWS = ("off", "crawler", "trace_config")
+
+
+async def open_client(port: int, how: str) -> tuple[aiohttp.ClientSession, TimingSummary]:
+    """A session fetching the page ``how`` the timings are taken, its connection open.
 
     ``how``: ``off`` (no timings), ``crawler`` (what the crawl does now: stamps and the
     instrumented connector), ``trace_config`` (aiohttp's TraceConfig, as before).
     """
-    timed = how != "off"
     traces = [timing_trace_config()] if how == "trace_config" else None
     connector = aiohttp.TCPConnector()
     if how == "crawler":
         instrument_connector(connector)
-    summary = TimingSummary()
+    session = aiohttp.ClientSession(connector=connector, trace_configs=traces)
+    await fetch(session, Request(f"http://127.0.0.1:{port}/page"), BodyLimit(10 * 1024 * 1024))
+    return session, TimingSummary()
+
+
+async def run_chunk(
+    session: aiohttp.ClientSession, summary: TimingSummary, port: int, how: str, count: int
+) -> float:
+    """CPU seconds of ``count`` sequential fetches, timed ``how``."""
     limit = BodyLimit(10 * 1024 * 1024)
     request = Request(f"http://127.0.0.1:{port}/page")
-    async with aiohttp.ClientSession(connector=connector, trace_configs=traces) as session:
-        await fetch(session, request, limit)  # the connection, outside the measurement
-        started = time.process_time()
-        for _ in range(requests):
-            if timed:
-                timings: dict[str, float] = {}
-                response = await fetch(session, request, limit, timings=timings)
-                summary.add(finish_timings(timings))
-            else:
-                response = await fetch(session, request, limit)
-            assert response.status == 200
-        return (time.process_time() - started) / requests
+    timed = how != "off"
+    started = time.process_time()
+    for _ in range(count):
+        if timed:
+            timings: dict[str, float] = {}
+            response = await fetch(session, request, limit, timings=timings)
+            summary.finish(timings)  # what the downloader does with each response
+        else:
+            response = await fetch(session, request, limit)
+        assert response.status == 200
+    return time.process_time() - started
 
 
-async def fetch_cost(requests: int, repeat: int) -> dict[str, float]:
+async def fetch_cost(requests: int, repeat: int, chunk: int) -> dict[str, float]:
+    """Each way, ``requests`` x ``repeat`` fetches in chunks of ``chunk``, the ways taking
+    turns chunk by chunk: slow drifts of the machine (frequency, caches, other load) hit
+    them alike, and the cost of timings is the median of neighbouring chunks' difference."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Page, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    cpu: dict[str, list[float]] = {"off": [], "crawler": [], "trace_config": []}
+    # "off" and "crawler" share one session (instrumented: that costs only new connections,
+    # and the connection is kept alive), so nothing but the timing code differs between
+    # them; aiohttp's TraceConfig needs a session of its own.
+    crawler_client = await open_client(port, "crawler")
+    clients = {
+        "off": crawler_client,
+        "crawler": crawler_client,
+        "trace_config": await open_client(port, "trace_config"),
+    }
+    chunks: dict[str, list[float]] = {how: [] for how in HOWS}
     try:
-        for _ in range(repeat):
-            for how, runs in cpu.items():
-                runs.append(await crawl(port, requests, how))
+        for turn in range(max(1, requests * repeat // chunk)):
+            order = HOWS if turn % 2 == 0 else HOWS[::-1]
+            for how in order:
+                session, summary = clients[how]
+                chunks[how].append(await run_chunk(session, summary, port, how, chunk) / chunk)
     finally:
+        for session, _ in {id(c): c for c in clients.values()}.values():
+            await session.close()
         server.close()
         await server.wait_closed()
-    off = min(cpu["off"])
+
+    def cost(how: str) -> float:
+        return statistics.median(a - b for a, b in zip(chunks[how], chunks["off"], strict=True))
+
     return {
-        "fetch_us_without_timings": round(off * 1e6, 2),
-        "fetch_us_with_timings": round(min(cpu["crawler"]) * 1e6, 2),
-        "timing_cost_us_per_request": round((min(cpu["crawler"]) - off) * 1e6, 2),
-        "trace_config_cost_us_per_request": round((min(cpu["trace_config"]) - off) * 1e6, 2),
+        "fetch_us_without_timings": round(statistics.median(chunks["off"]) * 1e6, 2),
+        "fetch_us_with_timings": round(statistics.median(chunks["crawler"]) * 1e6, 2),
+        "timing_cost_us_per_request": round(cost("crawler") * 1e6, 2),
+        "trace_config_cost_us_per_request": round(cost("trace_config") * 1e6, 2),
+        "chunks_per_way": len(chunks["off"]),
     }
 
 
@@ -131,8 +161,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--chunk", type=int, default=500, help="fetches per turn of a way")
     args = parser.parse_args()
-    result = asyncio.run(fetch_cost(args.requests, args.repeat)) | summary_cost()
+    result = asyncio.run(fetch_cost(args.requests, args.repeat, args.chunk)) | summary_cost()
     print(json.dumps(result, indent=2))
 
 

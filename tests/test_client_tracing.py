@@ -124,3 +124,43 @@ async def test_a_trace_config_that_is_not_one_is_a_settings_error() -> None:
         SettingsError, match=r"TRACE_CONFIGS entry .* is not an aiohttp.TraceConfig"
     ):
         await crawl(spider, TRACE_CONFIGS=[object()])
+
+
+def test_timing_summary_keeps_a_bounded_uniform_sample() -> None:
+    """p50/p95, means and the reuse ratio from a uniform sample of at most ``sample_size``
+    requests (the sample's own statistics: close to the whole crawl's)."""
+    from crawler.downloader.tracing import TimingSummary
+
+    summary = TimingSummary(sample_size=1_000, seed=3)
+    count = 200_000
+    for i in range(count):  # ttfb i ms, so p50 and p95 are known; connect on every 4th
+        timings = {"ttfb": i / 1000, "reused": float(i % 4 != 0)}
+        if i % 4 == 0:
+            timings["connect"] = 0.002
+        summary.add(timings)
+    result = summary.summary()
+    assert abs(result["timings/ttfb/mean_ms"] - count / 2) < count * 0.03
+    assert abs(result["timings/ttfb/p50_ms"] - count * 0.50) < count * 0.05
+    assert abs(result["timings/ttfb/p95_ms"] - count * 0.95) < count * 0.02
+    assert result["timings/connect/p95_ms"] == 2.0
+    assert abs(result["timings/reused_ratio"] - 0.75) < 0.07
+    assert "timings/dns/p50_ms" not in result  # no request looked a name up
+    # bounded: never more than sample_size requests kept, each one seen
+    sample = sorted(summary.sample("ttfb"))
+    assert len(sample) == 1_000 and len(set(sample)) == 1_000
+    assert all(0 <= v < count / 1000 for v in sample)
+    # uniform: each tenth of the range holds about a tenth of the sample
+    tenths = [sum(1 for v in sample if k * 20 <= v < (k + 1) * 20) for k in range(10)]
+    assert min(tenths) > 60 and max(tenths) < 140, tenths
+
+
+def test_timing_summary_of_fewer_requests_than_its_sample_is_exact() -> None:
+    from crawler.downloader.tracing import TimingSummary
+
+    summary = TimingSummary()
+    for ms in (1.0, 2.0, 3.0):
+        summary.add({"ttfb": ms / 1000, "total": ms / 500, "reused": 1.0})
+    result = summary.summary()
+    assert result["timings/ttfb/mean_ms"] == 2.0
+    assert result["timings/total/p50_ms"] == 4.0
+    assert result["timings/reused_ratio"] == 1.0

@@ -30,7 +30,7 @@ from .redirects import REDIRECT_STATUSES, next_hop
 from .sessions import SessionOptions, SessionPool, merge_headers, registered_domain
 from .socks import SocksConnectors
 from .tls import TlsOptions, TlsPolicy
-from .tracing import TimingSummary, finish_timings, instrument_connector
+from .tracing import TimingSummary, instrument_connector
 
 __all__ = ["Downloader", "DownloaderOptions", "GuardOptions", "redact", "registered_domain"]
 
@@ -252,8 +252,7 @@ class Downloader:
             response = await self._follow(
                 request, response, proxy, timings, deadline, limit, follow
             )
-        response.timings = finish_timings(timings)
-        self.timings.add(response.timings)
+        response.timings = self.timings.finish(timings)  # total, then into the summary
         return response
 
     def _first_sight(self, proxy: str, url: str) -> None:

@@ -5,20 +5,23 @@ Phases (seconds): ``dns`` (name resolution, when it happened), ``connect``
 headers), ``total`` (request start to the last body byte); plus ``reused``
 (1.0 if the request went over a pooled connection, else 0.0).
 
-How they are taken, cheaply: ``fetch.py`` stamps ``perf_counter`` at the request's start
-and at its headers (:func:`begin`, :func:`headers_received`), and :func:`finish_timings`
-at its last byte. A new connection's ``connect`` and ``dns`` come from the connector
-itself (:func:`instrument_connector` wraps its connection factory and its resolver),
-which writes into the dict of the request being fetched, found through a ContextVar.
+How they are taken, cheaply: ``fetch.py`` stamps ``perf_counter`` (:data:`now`) at the
+request's start and at its headers, inline, and :meth:`TimingSummary.finish` (or
+:func:`finish_timings`) at its last byte. A new connection's ``connect`` and ``dns`` come
+from the connector itself (:func:`instrument_connector` wraps its connection factory and
+its resolver), which writes into the dict of the request being fetched, found through a ContextVar.
 aiohttp's TraceConfig would give the same phases, but every request would then build a
-Trace and send ~6 signals through coroutines: ~13 µs of CPU a request against ~1 µs
-(``bench/tracing_cost.py``). :func:`timing_trace_config` remains for whoever wants it.
+Trace and send ~6 signals through coroutines: ~15 µs of CPU a request against ~2.5 µs
+for all of this, the summary included (``bench/tracing_cost.py``).
+:func:`timing_trace_config` remains for whoever wants it.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Any
@@ -28,25 +31,13 @@ from aiohttp.abc import AbstractResolver
 
 __all__ = ["TimingSummary", "instrument_connector", "timing_trace_config"]
 
-_now = time.perf_counter
+_now = now = time.perf_counter  # the clock of every stamp
 
-# The timings dict of the request this task is fetching (None: not timed). Set by begin():
-# the connector's wrapped methods run in the fetching task, so they see the right one.
-_current: ContextVar[dict[str, float] | None] = ContextVar("crawler_timings", default=None)
-
-
-def begin(timings: dict[str, float] | None) -> None:
-    """A request (or a redirect hop) of ``timings``' fetch starts now."""
-    _current.set(timings)
-    if timings is not None and "_start" not in timings:
-        timings["_start"] = _now()  # the first hop: ``total`` spans the redirects
-
-
-def headers_received(timings: dict[str, float]) -> None:
-    """The response headers are in: ``ttfb`` (of the last hop, from the first hop's start)."""
-    start = timings.get("_start")
-    if start is not None:
-        timings["ttfb"] = _now() - start
+# The timings dict of the request this task is fetching (None: not timed). Set by fetch.py
+# as a request starts: the connector's wrapped methods run in the fetching task, so they
+# see the right one.
+CURRENT_TIMINGS: ContextVar[dict[str, float] | None] = ContextVar("crawler_timings", default=None)
+_current = CURRENT_TIMINGS
 
 
 def instrument_connector(connector: aiohttp.TCPConnector) -> aiohttp.TCPConnector:
@@ -167,8 +158,7 @@ def finish_timings(timings: dict[str, float]) -> dict[str, float]:
     start = timings.pop("_start", None)
     if start is not None:
         timings["total"] = _now() - start
-        if "reused" not in timings:
-            timings["reused"] = 1.0
+        timings.setdefault("reused", 1.0)
     if "_dns" in timings or "_connect" in timings:  # a user's timing_trace_config() on top
         timings.pop("_dns", None)
         timings.pop("_connect", None)
@@ -176,55 +166,99 @@ def finish_timings(timings: dict[str, float]) -> dict[str, float]:
 
 
 class TimingSummary:
-    """Mean / p50 / p95 per phase over a bounded uniform sample (reservoir sampling)."""
+    """Mean / p50 / p95 per phase, and the share of reused connections, over a uniform
+    sample of at most ``sample_size`` requests (all of them, up to that many).
+
+    Requests are sampled whole by reservoir sampling with skips (Li's "Algorithm L"):
+    once the sample is full, a few random draws say which later request replaces one, so
+    a request that is not sampled costs one comparison. Inside a crawl every bytecode
+    spent per request counts several times over (cold caches): summing each value for
+    an exact mean cost ~1 µs a request (``bench/tracing_cost.py``), a sample's mean is
+    within a fraction of a per cent of it.
+    """
 
     PHASES = ("dns", "connect", "ttfb", "total")
 
     def __init__(self, sample_size: int = 10_000, seed: int = 0) -> None:
         self._size = sample_size
-        self._samples: dict[str, list[float]] = {p: [] for p in self.PHASES}
-        self._seen: dict[str, int] = dict.fromkeys(self.PHASES, 0)
-        self._sums: dict[str, float] = dict.fromkeys(self.PHASES, 0.0)
-        self._reused = 0
+        # One row per sampled request: its PHASES (None: not measured), then reused.
+        self._rows: list[tuple[float | None, ...]] = []
         self._requests = 0
+        self._next = sample_size  # the request that next goes into the sample once full
+        self._weight = 1.0
         self._random = random.Random(seed).random
 
     def add(self, timings: dict[str, float]) -> None:
-        """Record one request's timings (~0.5 µs: once per response, so kept lean)."""
-        self._requests += 1
-        seen_by_phase = self._seen
-        for phase, value in timings.items():
-            seen = seen_by_phase.get(phase)
-            if seen is None:  # "reused", or a key of the user's own
-                if phase == "reused" and value:
-                    self._reused += 1
-                continue
-            seen_by_phase[phase] = seen = seen + 1
-            self._sums[phase] += value
-            samples = self._samples[phase]
-            if len(samples) < self._size:
-                samples.append(value)
-            else:  # reservoir sampling: each value kept with probability size / seen
-                slot = int(self._random() * seen)
-                if slot < self._size:
-                    samples[slot] = value
+        """Count one request's timings (kept if the sample takes it)."""
+        index = self._requests
+        self._requests = index + 1
+        if index < self._size or index == self._next:
+            self._keep(timings, index)
+
+    def finish(self, timings: dict[str, float]) -> dict[str, float]:
+        """:func:`finish_timings` and :meth:`add` in one call (the downloader's, per response)."""
+        start = timings.pop("_start", None)
+        if start is not None:
+            timings["total"] = _now() - start
+            timings.setdefault("reused", 1.0)
+        if "_dns" in timings or "_connect" in timings:  # a user's timing_trace_config() on top
+            timings.pop("_dns", None)
+            timings.pop("_connect", None)
+        index = self._requests
+        self._requests = index + 1
+        if index < self._size or index == self._next:
+            self._keep(timings, index)
+        return timings
+
+    def _keep(self, timings: dict[str, float], index: int) -> None:
+        get = timings.get
+        row = (get("dns"), get("connect"), get("ttfb"), get("total"), get("reused"))
+        size, draw = self._size, self._random
+        if index < size:
+            self._rows.append(row)
+            if index + 1 == size:  # full: when the first replacement comes
+                self._weight = math.exp(math.log(_positive(draw)) / size)
+                self._next = size + self._skip()
+            return
+        self._rows[int(draw() * size)] = row
+        self._weight *= math.exp(math.log(_positive(draw)) / size)
+        self._next = index + 1 + self._skip()
+
+    def _skip(self) -> int:
+        """How many requests go by before the next one replaces a sampled one."""
+        weight = self._weight
+        if weight >= 1.0:
+            return 0
+        return int(math.log(_positive(self._random)) / math.log1p(-weight))
+
+    def sample(self, phase: str) -> list[float]:
+        """The sampled values of ``phase`` (at most ``sample_size``)."""
+        column = self.PHASES.index(phase)
+        return [value for row in self._rows if (value := row[column]) is not None]
 
     def summary(self) -> dict[str, float]:
         """``timings/<phase>/{mean,p50,p95}`` in milliseconds, and the connection reuse ratio."""
         result: dict[str, float] = {}
         for phase in self.PHASES:
-            samples = sorted(self._samples[phase])
+            samples = sorted(self.sample(phase))
             if not samples:
                 continue
-            mean = self._sums[phase] / self._seen[phase]
+            mean = sum(samples) / len(samples)
             result[f"timings/{phase}/mean_ms"] = round(mean * 1000, 3)
             result[f"timings/{phase}/p50_ms"] = round(_quantile(samples, 0.50) * 1000, 3)
             result[f"timings/{phase}/p95_ms"] = round(_quantile(samples, 0.95) * 1000, 3)
-        if self._requests:
-            result["timings/reused_ratio"] = round(self._reused / self._requests, 4)
+        if self._rows:
+            reused = sum(1 for row in self._rows if row[-1])
+            result["timings/reused_ratio"] = round(reused / len(self._rows), 4)
         return result
 
 
 def _quantile(ordered: list[float], q: float) -> float:
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index]
+
+
+def _positive(draw: Callable[[], float]) -> float:
+    """A uniform float in (0, 1): ``log`` of it is defined."""
+    value = draw()
+    return value if value > 0.0 else 5e-324
