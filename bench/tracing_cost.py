@@ -7,8 +7,8 @@ Two measurements, both in this process:
 1. **Fetch**: ``--requests`` sequential GETs of a 20 KB page from a bare asyncio server on
    loopback (one kept-alive connection) through ``crawler.downloader.fetch.fetch``: with
    the timings the crawl records (``timings=`` dict: perf_counter stamps in fetch.py, the
-   connector instrumented by ``tracing.instrument_connector``, then ``finish_timings``
-   and ``TimingSummary.add``), without any (no dict), and with aiohttp's TraceConfig
+   connector instrumented by ``tracing.instrument_connector``, then
+   ``TimingSummary.finish``), without any (no dict), and with aiohttp's TraceConfig
    (``timing_trace_config``, how timings were taken before). The three take turns in
    chunks of ``--chunk`` fetches (``--requests`` x ``--repeat`` each); what timing adds
    to a request is the median difference of neighbouring chunks' CPU per request
@@ -136,6 +136,9 @@ async def fetch_cost(requests: int, repeat: int, chunk: int) -> dict[str, float]
         "fetch_us_without_timings": round(statistics.median(chunks["off"]) * 1e6, 2),
         "fetch_us_with_timings": round(statistics.median(chunks["crawler"]) * 1e6, 2),
         "timing_cost_us_per_request": round(cost("crawler") * 1e6, 2),
+        # The µs scale with the machine's speed of the moment (a shared VM's vary by 1.7x
+        # in an hour); the share of a fetch does not.
+        "timing_cost_share_of_fetch": round(cost("crawler") / statistics.median(chunks["off"]), 4),
         "trace_config_cost_us_per_request": round(cost("trace_config") * 1e6, 2),
         "chunks_per_way": len(chunks["off"]),
     }

@@ -6,8 +6,8 @@ headers), ``total`` (request start to the last body byte); plus ``reused``
 (1.0 if the request went over a pooled connection, else 0.0).
 
 How they are taken, cheaply: ``fetch.py`` stamps ``perf_counter`` (:data:`now`) at the
-request's start and at its headers, inline, and :meth:`TimingSummary.finish` (or
-:func:`finish_timings`) at its last byte. A new connection's ``connect`` and ``dns`` come
+request's start and at its headers, inline, and :meth:`TimingSummary.finish` at its
+last byte. A new connection's ``connect`` and ``dns`` come
 from the connector itself (:func:`instrument_connector` wraps its connection factory and
 its resolver), which writes into the dict of the request being fetched, found through a ContextVar.
 aiohttp's TraceConfig would give the same phases, but every request would then build a
@@ -150,21 +150,6 @@ def timing_trace_config() -> aiohttp.TraceConfig:
     return config
 
 
-def finish_timings(timings: dict[str, float]) -> dict[str, float]:
-    """Close the ``total`` phase and drop the bookkeeping keys.
-
-    A response with no new connection came over a pooled one (``reused`` 1.0).
-    """
-    start = timings.pop("_start", None)
-    if start is not None:
-        timings["total"] = _now() - start
-        timings.setdefault("reused", 1.0)
-    if "_dns" in timings or "_connect" in timings:  # a user's timing_trace_config() on top
-        timings.pop("_dns", None)
-        timings.pop("_connect", None)
-    return timings
-
-
 class TimingSummary:
     """Mean / p50 / p95 per phase, and the share of reused connections, over a uniform
     sample of at most ``sample_size`` requests (all of them, up to that many).
@@ -196,7 +181,11 @@ class TimingSummary:
             self._keep(timings, index)
 
     def finish(self, timings: dict[str, float]) -> dict[str, float]:
-        """:func:`finish_timings` and :meth:`add` in one call (the downloader's, per response)."""
+        """Close the ``total`` phase, drop the bookkeeping keys and :meth:`add` the request.
+
+        A response with no new connection came over a pooled one (``reused`` 1.0). One
+        call per response, the downloader's.
+        """
         start = timings.pop("_start", None)
         if start is not None:
             timings["total"] = _now() - start
