@@ -110,6 +110,11 @@ async def fetch_cost(requests: int, repeat: int, chunk: int) -> dict[str, float]
     # "off" and "crawler" share one session (instrumented: that costs only new connections,
     # and the connection is kept alive), so nothing but the timing code differs between
     # them; aiohttp's TraceConfig needs a session of its own.
+    # The process's first session fetches ~1.6x slower for as long as it lives (seen on
+    # a 2-vCPU VM; later sessions do not): a throwaway one takes that, then the measured.
+    warm_up, _ = await open_client(port, "off")
+    await run_chunk(warm_up, TimingSummary(), port, "off", chunk)
+    await warm_up.close()
     crawler_client = await open_client(port, "crawler")
     clients = {
         "off": crawler_client,
