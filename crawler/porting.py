@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidRequest, SettingsError
 from .loglines import get_logger, short_url
+from .scrapy_names import SCRAPY_SAME_VALUE, SCRAPY_SETTINGS
 
 if TYPE_CHECKING:
     from parsel import Selector
@@ -61,23 +62,8 @@ _ATTRIBUTE_SETTINGS = {
     "download_maxsize": "MAX_RESPONSE_SIZE",
 }
 
-# Scrapy settings in custom_settings that mean exactly what ours mean (same type, same
-# unit): renamed. Others (ITEM_PIPELINES, RETRY_ENABLED...) fail with the name to use.
-_SAME_MEANING = {
-    "CONCURRENT_REQUESTS": "CONCURRENCY",
-    "CONCURRENT_REQUESTS_PER_DOMAIN": "CONCURRENCY_PER_HOST",
-    "DOWNLOAD_TIMEOUT": "REQUEST_TIMEOUT",
-    "DOWNLOAD_MAXSIZE": "MAX_RESPONSE_SIZE",
-    "CLOSESPIDER_PAGECOUNT": "MAX_PAGES",
-    "CLOSESPIDER_ITEMCOUNT": "MAX_ITEMS",
-    "CLOSESPIDER_TIMEOUT": "MAX_DURATION",
-    "AUTOTHROTTLE_ENABLED": "AUTOTHROTTLE",
-    "REDIRECT_MAX_TIMES": "MAX_REDIRECTS",
-    "DEFAULT_REQUEST_HEADERS": "DEFAULT_HEADERS",
-    "JOBDIR": "STATE_DIR",
-    "LOGSTATS_INTERVAL": "PROGRESS_INTERVAL",
-    "DNSCACHE_ENABLED": "DNS_CACHE",
-}
+# Scrapy settings in custom_settings that mean exactly what ours mean: renamed.
+_SAME_MEANING = {name: SCRAPY_SETTINGS[name] for name in SCRAPY_SAME_VALUE}
 
 # Scrapy-only names that nothing here reads: the hint says what to write instead.
 _UNREAD = {

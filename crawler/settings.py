@@ -15,36 +15,11 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import SettingsError
+from .scrapy_names import SCRAPY_SETTINGS
 from .setting_values import coerce
 
 __all__ = ["SCRAPY_SETTINGS", "Settings"]
 
-# Scrapy's names for what a setting here does: an unknown Scrapy name is answered with ours.
-SCRAPY_SETTINGS: dict[str, str] = {
-    "CONCURRENT_REQUESTS": "CONCURRENCY",
-    "CONCURRENT_REQUESTS_PER_DOMAIN": "CONCURRENCY_PER_HOST",
-    "CONCURRENT_REQUESTS_PER_IP": "CONCURRENCY_PER_HOST",
-    "DOWNLOAD_TIMEOUT": "REQUEST_TIMEOUT",
-    "DOWNLOAD_MAXSIZE": "MAX_RESPONSE_SIZE",
-    "DOWNLOAD_WARNSIZE": "MAX_RESPONSE_SIZE",
-    "CLOSESPIDER_PAGECOUNT": "MAX_PAGES",
-    "CLOSESPIDER_ITEMCOUNT": "MAX_ITEMS",
-    "CLOSESPIDER_TIMEOUT": "MAX_DURATION",
-    "CLOSESPIDER_ERRORCOUNT": "MAX_ERRORS",
-    "RANDOMIZE_DOWNLOAD_DELAY": "DOWNLOAD_DELAY_JITTER",
-    "AUTOTHROTTLE_ENABLED": "AUTOTHROTTLE",
-    "RETRY_ENABLED": "RETRY_TIMES",
-    "REDIRECT_MAX_TIMES": "MAX_REDIRECTS",
-    "REDIRECT_ENABLED": "MAX_REDIRECTS",
-    "DEFAULT_REQUEST_HEADERS": "DEFAULT_HEADERS",
-    "ITEM_PIPELINES": "PIPELINES",
-    "COOKIES_ENABLED": "COOKIE_JAR",
-    "DNSCACHE_ENABLED": "DNS_CACHE",
-    "DNS_TIMEOUT": "REQUEST_TIMEOUT",
-    "JOBDIR": "STATE_DIR",
-    "LOGSTATS_INTERVAL": "PROGRESS_INTERVAL",
-    "HTTPPROXY_ENABLED": "PROXY",
-}
 _SUGGESTIONS = 3  # close matches named in an unknown-setting error, never the whole list
 
 

@@ -234,3 +234,13 @@ def test_describe_and_to_dict_cover_every_setting() -> None:
     assert all(doc for _, doc, _ in Settings.describe())
     assert list(Settings().to_dict()) == names
     assert dict((name, default) for name, _, default in Settings.describe()) == Settings().to_dict()
+
+
+def test_scrapy_names_are_one_table_of_our_settings() -> None:
+    """Every Scrapy name maps to one of our settings; those read as they are are a subset."""
+    from crawler.scrapy_names import SCRAPY_SAME_VALUE, SCRAPY_SETTINGS
+    from crawler.settings import Settings
+
+    ours = set(Settings.__dataclass_fields__)
+    assert set(SCRAPY_SETTINGS.values()) <= ours
+    assert SCRAPY_SAME_VALUE <= set(SCRAPY_SETTINGS)

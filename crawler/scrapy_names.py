@@ -1,0 +1,48 @@
+"""Scrapy's setting names and ours: one table for both uses.
+
+``SCRAPY_SETTINGS`` answers a Scrapy name given where ours is expected (``Settings`` says
+which of ours to use). ``SCRAPY_SAME_VALUE`` are those whose value means exactly what ours
+means (same type, same unit): a Scrapy spider's ``custom_settings`` is read with them
+renamed (crawler/porting.py); the others (``RETRY_ENABLED``, ``COOKIES_ENABLED``...) fail
+with the name to use.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SCRAPY_SAME_VALUE", "SCRAPY_SETTINGS"]
+
+# Scrapy's names for what a setting here does.
+SCRAPY_SETTINGS: dict[str, str] = {
+    "CONCURRENT_REQUESTS": "CONCURRENCY",
+    "CONCURRENT_REQUESTS_PER_DOMAIN": "CONCURRENCY_PER_HOST",
+    "CONCURRENT_REQUESTS_PER_IP": "CONCURRENCY_PER_HOST",
+    "DOWNLOAD_TIMEOUT": "REQUEST_TIMEOUT",
+    "DOWNLOAD_MAXSIZE": "MAX_RESPONSE_SIZE",
+    "DOWNLOAD_WARNSIZE": "MAX_RESPONSE_SIZE",
+    "CLOSESPIDER_PAGECOUNT": "MAX_PAGES",
+    "CLOSESPIDER_ITEMCOUNT": "MAX_ITEMS",
+    "CLOSESPIDER_TIMEOUT": "MAX_DURATION",
+    "CLOSESPIDER_ERRORCOUNT": "MAX_ERRORS",
+    "RANDOMIZE_DOWNLOAD_DELAY": "DOWNLOAD_DELAY_JITTER",
+    "AUTOTHROTTLE_ENABLED": "AUTOTHROTTLE",
+    "RETRY_ENABLED": "RETRY_TIMES",
+    "REDIRECT_MAX_TIMES": "MAX_REDIRECTS",
+    "REDIRECT_ENABLED": "MAX_REDIRECTS",
+    "DEFAULT_REQUEST_HEADERS": "DEFAULT_HEADERS",
+    "ITEM_PIPELINES": "PIPELINES",
+    "COOKIES_ENABLED": "COOKIE_JAR",
+    "DNSCACHE_ENABLED": "DNS_CACHE",
+    "DNS_TIMEOUT": "REQUEST_TIMEOUT",
+    "JOBDIR": "STATE_DIR",
+    "LOGSTATS_INTERVAL": "PROGRESS_INTERVAL",
+    "HTTPPROXY_ENABLED": "PROXY",
+}
+
+SCRAPY_SAME_VALUE: frozenset[str] = frozenset(
+    (
+        *("CONCURRENT_REQUESTS", "CONCURRENT_REQUESTS_PER_DOMAIN", "DOWNLOAD_TIMEOUT"),
+        *("DOWNLOAD_MAXSIZE", "CLOSESPIDER_PAGECOUNT", "CLOSESPIDER_ITEMCOUNT"),
+        *("CLOSESPIDER_TIMEOUT", "AUTOTHROTTLE_ENABLED", "REDIRECT_MAX_TIMES"),
+        *("DEFAULT_REQUEST_HEADERS", "JOBDIR", "LOGSTATS_INTERVAL", "DNSCACHE_ENABLED"),
+    )
+)
