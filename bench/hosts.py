@@ -32,6 +32,7 @@ import time
 from typing import Any, ClassVar
 
 from crawler import Crawler, Response, Settings, Spider
+from crawler.benchsite import HeadsProtocol
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -45,46 +46,21 @@ def rss_mb() -> float:
 # -- the site (child process) ---------------------------------------------------------------
 
 
-class HostsSite(asyncio.Protocol):
+class HostsSite(HeadsProtocol):
     """One GET per connection: ``/robots.txt`` allows all, ``/`` of ``h<n>.test`` links onwards."""
 
     port = 0
     window = 32
     ROBOTS: ClassVar[bytes] = b"User-agent: *\nAllow: /\n"
+    # The crawler must not keep 100,000 idle keep-alive sockets open (one per host) while
+    # the bench measures memory.
+    one_per_connection = True
 
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer + data if self.buffer else data
-        transport = self.transport
-        assert transport is not None
-        while True:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                break
-            head = buffer[:end]
-            buffer = buffer[end + 4 :]
-            target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
-            lower = head.lower()
-            at = lower.find(b"\r\nhost:")
-            host = b""
-            if at >= 0:
-                stop = lower.find(b"\r\n", at + 7)
-                host = lower[at + 7 : stop if stop >= 0 else None].strip().split(b":", 1)[0]
-            transport.write(self.answer(host, target))
-            # One request per connection: the crawler must not keep 100,000 idle
-            # keep-alive sockets open (one per host) while the bench measures memory.
-            transport.close()
-            return
-        self.buffer = buffer
+    def answer(self, host: bytes, target: bytes) -> list[bytes]:
+        return [self.page(host, target)]
 
     @classmethod
-    def answer(cls, host: bytes, target: bytes) -> bytes:
+    def page(cls, host: bytes, target: bytes) -> bytes:
         if target == b"/robots.txt":
             return _response(200, cls.ROBOTS, "text/plain")
         if target == b"/" and host.startswith(b"h") and host.endswith(b".test"):

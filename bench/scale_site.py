@@ -13,12 +13,14 @@ import signal
 import socket
 from typing import Any, ClassVar
 
+from crawler.benchsite import HeadsProtocol
+
 
 def host_name(k: int) -> str:
     return f"h{k}.scale"
 
 
-class ScaleSite(asyncio.Protocol):
+class ScaleSite(HeadsProtocol):
     """Keep-alive GETs of /p/<n>, each page rendered from its number; ``/__scale/stats``."""
 
     counters: ClassVar[dict[str, int]] = {"served": 0, "bytes": 0, "not_found": 0, "wrong_host": 0}
@@ -26,42 +28,11 @@ class ScaleSite(asyncio.Protocol):
     links = 1000
     hosts = 8
 
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer + data if self.buffer else data
-        transport = self.transport
-        assert transport is not None
-        while True:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                break
-            head = buffer[:end]
-            buffer = buffer[end + 4 :]
-            line_end = head.find(b"\r\n")
-            try:
-                _method, target, _version = head[: line_end if line_end >= 0 else None].split(
-                    b" ", 2
-                )
-            except ValueError:
-                transport.close()
-                return
-            lower = head.lower()
-            at = lower.find(b"\r\nhost:")
-            host = b""
-            if at >= 0:
-                stop = lower.find(b"\r\n", at + 7)
-                host = lower[at + 7 : stop if stop >= 0 else None].strip().split(b":", 1)[0]
-            transport.write(self.answer(host, target))
-        self.buffer = buffer
+    def answer(self, host: bytes, target: bytes) -> list[bytes]:
+        return [self.response(host, target)]
 
     @classmethod
-    def answer(cls, host: bytes, target: bytes) -> bytes:
+    def response(cls, host: bytes, target: bytes) -> bytes:
         counters = cls.counters
         if target.startswith(b"/p/") and target[3:].isdigit():
             n = int(target[3:])

@@ -33,6 +33,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from crawler.benchsite import HeadsProtocol
+
 LINKS_PER_PAGE = 30
 PAGE_BYTES = 20_000
 FILLER_BLOCKS = 32
@@ -225,48 +227,14 @@ def _json_response(data: object) -> bytes:
     )
 
 
-class SiteProtocol(asyncio.Protocol):
-    """Just enough HTTP/1.1: pipelined keep-alive requests without bodies."""
+class SiteProtocol(HeadsProtocol):
+    """The site's pages, robots.txt and ``/__bench/*``, on ``HeadsProtocol``'s HTTP/1.1."""
 
     def __init__(self, state: SiteState) -> None:
+        super().__init__()
         self.state = state
-        self.buffer = b""
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer + data if self.buffer else data
-        transport = self.transport
-        assert transport is not None
-        while True:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                break
-            head = buffer[:end]
-            buffer = buffer[end + 4 :]
-            line_end = head.find(b"\r\n")
-            request_line = head if line_end < 0 else head[:line_end]
-            try:
-                _method, target, _version = request_line.split(b" ", 2)
-            except ValueError:
-                transport.close()
-                return
-            lower = head.lower()
-            at = lower.find(b"\r\nhost:")
-            host = b""
-            if at >= 0:
-                stop = lower.find(b"\r\n", at + 7)
-                host = lower[at + 7 : stop if stop >= 0 else None].strip()
-                host = host.rsplit(b":", 1)[0] if b":" in host else host
-            transport.writelines(self._answer(host, target))
-            if b"\r\nconnection: close" in lower:
-                transport.close()
-                return
-        self.buffer = buffer
-
-    def _answer(self, host: bytes, target: bytes) -> list[bytes]:
+    def answer(self, host: bytes, target: bytes) -> list[bytes]:
         state = self.state
         page = state.routes.get((host, target))
         if page is not None:

@@ -63,8 +63,8 @@ class _SlowProtocol(SiteProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(_LateTransport(transport, self.latency))  # type: ignore[arg-type]
 
-    def _answer(self, host: bytes, target: bytes) -> list[bytes]:
-        answer = super()._answer(host, target)
+    def answer(self, host: bytes, target: bytes) -> list[bytes]:
+        answer = super().answer(host, target)
         if (host, target) in self.timed.routes:
             state, now = self.timed, time.monotonic()
             state.first = state.first or now

@@ -32,9 +32,9 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
-__all__ = ["SiteShape", "host_name", "main", "render", "serve"]
+__all__ = ["HeadsProtocol", "SiteShape", "host_name", "main", "render", "serve"]
 
 LINKS_PER_PAGE = 30
 REPEATED_LINKS = 3
@@ -197,24 +197,23 @@ class _Counters:
         }
 
 
-class _SiteProtocol(asyncio.Protocol):
-    """Just enough HTTP/1.1: pipelined keep-alive requests without bodies."""
+class HeadsProtocol(asyncio.Protocol):
+    """Just enough HTTP/1.1 for a benchmark site: pipelined keep-alive requests without
+    bodies, each answered with the bytes :meth:`answer` gives (here: 404).
 
-    def __init__(
-        self,
-        routes: dict[tuple[bytes, bytes], int],
-        responses: list[list[bytes]],
-        counters: _Counters,
-    ) -> None:
-        self.routes = routes
-        self.responses = responses
-        self.counters = counters
+    Also the base of the sites in ``bench/``. ``one_per_connection`` closes the
+    connection after each answer (a crawler must not keep many idle sockets open).
+    """
+
+    one_per_connection = False
+
+    def __init__(self) -> None:
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Anything with write/writelines/close will do (bench/slow_site.py delays writes).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer + data if self.buffer else data
@@ -233,13 +232,32 @@ class _SiteProtocol(asyncio.Protocol):
             if at >= 0:
                 stop = lower.find(b"\r\n", at + 7)
                 host = lower[at + 7 : stop if stop >= 0 else None].strip().rsplit(b":", 1)[0]
-            transport.writelines(self._answer(host, parts[1]))
-            if b"\r\nconnection: close" in lower:
+            transport.writelines(self.answer(host, parts[1]))
+            if self.one_per_connection or b"\r\nconnection: close" in lower:
                 transport.close()
                 return
         self.buffer = buffer
 
-    def _answer(self, host: bytes, target: bytes) -> list[bytes]:
+    def answer(self, host: bytes, target: bytes) -> list[bytes]:
+        """The response to a GET of ``target`` on ``host`` (lower case, no port), in parts."""
+        return [_NOT_FOUND]
+
+
+class _SiteProtocol(HeadsProtocol):
+    """The generated site's pages, a permissive robots.txt, 404 for the rest; counted."""
+
+    def __init__(
+        self,
+        routes: dict[tuple[bytes, bytes], int],
+        responses: list[list[bytes]],
+        counters: _Counters,
+    ) -> None:
+        super().__init__()
+        self.routes = routes
+        self.responses = responses
+        self.counters = counters
+
+    def answer(self, host: bytes, target: bytes) -> list[bytes]:
         counters = self.counters
         page = self.routes.get((host, target))
         if page is not None:
