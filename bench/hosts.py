@@ -25,11 +25,12 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from typing import Any, ClassVar
+
+from site_kit import http_response, serve_until_stopped
 
 from crawler import Crawler, Response, Settings, Spider
 from crawler.benchsite import HeadsProtocol
@@ -62,7 +63,7 @@ class HostsSite(HeadsProtocol):
     @classmethod
     def page(cls, host: bytes, target: bytes) -> bytes:
         if target == b"/robots.txt":
-            return _response(200, cls.ROBOTS, "text/plain")
+            return http_response(200, cls.ROBOTS, "text/plain", close=True)
         if target == b"/" and host.startswith(b"h") and host.endswith(b".test"):
             n = int(host[1:-5])
             links = "".join(
@@ -70,33 +71,16 @@ class HostsSite(HeadsProtocol):
                 for m in range(n + 1, n + 1 + cls.window)
             )
             body = f"<html><head><title>h{n}</title></head><body>{links}</body></html>"
-            return _response(200, body.encode(), "text/html; charset=utf-8")
-        return _response(404, b"not found", "text/plain")
-
-
-def _response(status: int, body: bytes, content_type: str) -> bytes:
-    reason = "OK" if status == 200 else "Not Found"
-    return (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode() + body
+            return http_response(200, body.encode(), "text/html; charset=utf-8", close=True)
+        return http_response(404, b"not found", "text/plain", close=True)
 
 
 async def serve(window: int) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    HostsSite.port = sock.getsockname()[1]
-    HostsSite.window = window
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(HostsSite, sock=sock, backlog=1024)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(json.dumps({"port": HostsSite.port}), flush=True)
-    async with server:
-        await stop.wait()
+    def site(port: int) -> type[HostsSite]:
+        HostsSite.port, HostsSite.window = port, window
+        return HostsSite
+
+    await serve_until_stopped(site)
 
 
 # -- the crawl (this process) ---------------------------------------------------------------

@@ -7,11 +7,11 @@ page ``m`` on host ``h<m % hosts>.scale``; ``/__scale/stats`` gives its counters
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import socket
 from typing import Any, ClassVar
+
+from site_kit import http_response, serve_until_stopped
 
 from crawler.benchsite import HeadsProtocol
 
@@ -38,15 +38,15 @@ class ScaleSite(HeadsProtocol):
             n = int(target[3:])
             if host != host_name(n % cls.hosts).encode():
                 counters["wrong_host"] += 1
-                return _response(404, b"wrong host", "text/plain")
+                return http_response(404, b"wrong host", "text/plain")
             body = cls.page(n)
             counters["served"] += 1
             counters["bytes"] += len(body)
-            return _response(200, body, "text/html; charset=utf-8")
+            return http_response(200, body, "text/html; charset=utf-8")
         if target == b"/__scale/stats":
-            return _response(200, json.dumps(counters).encode(), "application/json")
+            return http_response(200, json.dumps(counters).encode(), "application/json")
         counters["not_found"] += 1
-        return _response(404, b"not found", "text/plain")
+        return http_response(404, b"not found", "text/plain")
 
     @classmethod
     def page(cls, n: int) -> bytes:
@@ -61,29 +61,12 @@ class ScaleSite(HeadsProtocol):
         ).encode()
 
 
-def _response(status: int, body: bytes, content_type: str) -> bytes:
-    reason = "OK" if status == 200 else "Not Found"
-    return (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
-    ).encode() + body
-
-
 async def serve(links: int, hosts: int) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    ScaleSite.port = sock.getsockname()[1]
-    ScaleSite.links, ScaleSite.hosts = links, hosts
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(ScaleSite, sock=sock, backlog=1024)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(json.dumps({"port": ScaleSite.port}), flush=True)
-    async with server:
-        await stop.wait()
+    def site(port: int) -> type[ScaleSite]:
+        ScaleSite.port, ScaleSite.links, ScaleSite.hosts = port, links, hosts
+        return ScaleSite
+
+    await serve_until_stopped(site)
 
 
 def site_stats(port: int) -> dict[str, Any]:

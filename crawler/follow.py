@@ -103,13 +103,7 @@ def follow_string(links: LinkBase, href: str, kwargs: dict[str, Any]) -> Request
         url = base.join(URL(href))
         if url.scheme not in _SCHEMES or not url.raw_host:
             return None
-    try:
-        if url.port == 0:
-            return None
-    except ValueError:  # out of range
-        return None
-    request = Request._link(url, callback)
-    return _link_request(request, kwargs) if kwargs else request
+    return _url_link(url, kwargs)
 
 
 def plain_link(url: URL, kwargs: dict[str, Any]) -> Request | None:
@@ -120,6 +114,12 @@ def plain_link(url: URL, kwargs: dict[str, Any]) -> Request | None:
         return None
     if url.scheme not in _SCHEMES or not url.raw_host:
         return None
+    return _url_link(url, kwargs)
+
+
+def _url_link(url: URL, kwargs: dict[str, Any]) -> Request | None:
+    """A GET for an http(s) ``url`` with a host, if its port can be connected to
+    (``kwargs``: checked by :func:`_fast_kwargs` already)."""
     try:
         if url.port == 0:
             return None
