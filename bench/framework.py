@@ -36,18 +36,23 @@ def _text(node: Any) -> str | None:
     return node.text() if node is not None else None
 
 
+def item_of(response: Any) -> dict[str, Any]:
+    """The page's item, as bare.py writes it."""
+    return {
+        "url": response.url,
+        "title": _text(response.css_first("title")),
+        "h1": _text(response.css_first("h1")),
+        "price": _text(response.css_first(".price")),
+    }
+
+
 class BenchSpider(Spider):
     """An item per page, then every link, the README's way: ``response.follow`` per anchor."""
 
     name = "bench"
 
     async def parse(self, response):  # type: ignore[no-untyped-def]
-        yield {
-            "url": response.url,
-            "title": _text(response.css_first("title")),
-            "h1": _text(response.css_first("h1")),
-            "price": _text(response.css_first(".price")),
-        }
+        yield item_of(response)
         for a in response.css("a[href]"):
             yield response.follow(a.attributes["href"], callback=self.parse)
 
@@ -56,12 +61,7 @@ class FollowAllSpider(BenchSpider):
     """The same item, then the links through ``response.follow_all()``."""
 
     async def parse(self, response):  # type: ignore[no-untyped-def]
-        yield {
-            "url": response.url,
-            "title": _text(response.css_first("title")),
-            "h1": _text(response.css_first("h1")),
-            "price": _text(response.css_first(".price")),
-        }
+        yield item_of(response)
         for request in response.follow_all():
             yield request
 
@@ -82,12 +82,7 @@ def rules_spider() -> type[Spider]:
             return self.parse_item(response)
 
         def parse_item(self, response):  # type: ignore[no-untyped-def]
-            yield {
-                "url": response.url,
-                "title": _text(response.css_first("title")),
-                "h1": _text(response.css_first("h1")),
-                "price": _text(response.css_first(".price")),
-            }
+            yield item_of(response)
 
     return RulesSpider
 
