@@ -141,8 +141,7 @@ async def fetch_cost(requests: int, repeat: int, chunk: int) -> dict[str, float]
         "fetch_us_without_timings": round(statistics.median(chunks["off"]) * 1e6, 2),
         "fetch_us_with_timings": round(statistics.median(chunks["crawler"]) * 1e6, 2),
         "timing_cost_us_per_request": round(cost("crawler") * 1e6, 2),
-        # The µs scale with the machine's speed of the moment (a shared VM's vary by 1.7x
-        # in an hour); the share of a fetch does not.
+        # Beside the µs, a figure that does not depend on how fast this machine fetches.
         "timing_cost_share_of_fetch": round(cost("crawler") / statistics.median(chunks["off"]), 4),
         "trace_config_cost_us_per_request": round(cost("trace_config") * 1e6, 2),
         "chunks_per_way": len(chunks["off"]),

@@ -31,13 +31,12 @@ from aiohttp.abc import AbstractResolver
 
 __all__ = ["TimingSummary", "instrument_connector", "timing_trace_config"]
 
-_now = now = time.perf_counter  # the clock of every stamp
+now = time.perf_counter  # the clock of every stamp
 
 # The timings dict of the request this task is fetching (None: not timed). Set by fetch.py
 # as a request starts: the connector's wrapped methods run in the fetching task, so they
 # see the right one.
 CURRENT_TIMINGS: ContextVar[dict[str, float] | None] = ContextVar("crawler_timings", default=None)
-_current = CURRENT_TIMINGS
 
 
 def instrument_connector(connector: aiohttp.TCPConnector) -> aiohttp.TCPConnector:
@@ -50,14 +49,14 @@ def instrument_connector(connector: aiohttp.TCPConnector) -> aiohttp.TCPConnecto
     create = connector._create_connection
 
     async def timed_create(req: Any, traces: Any, limits: Any) -> Any:
-        timings = _current.get()
+        timings = CURRENT_TIMINGS.get()
         if timings is None:
             return await create(req, traces, limits)
-        started = _now()
+        started = now()
         try:
             return await create(req, traces, limits)
         finally:
-            timings["connect"] = timings.get("connect", 0.0) + _now() - started
+            timings["connect"] = timings.get("connect", 0.0) + now() - started
             timings["reused"] = 0.0
 
     connector._create_connection = timed_create  # type: ignore[method-assign,assignment]
@@ -75,14 +74,14 @@ class _TimedResolver(AbstractResolver):
         self.inner = inner
 
     async def resolve(self, host: str, port: int = 0, family: Any = 0) -> Any:
-        timings = _current.get()
+        timings = CURRENT_TIMINGS.get()
         if timings is None:
             return await self.inner.resolve(host, port, family)
-        started = _now()
+        started = now()
         try:
             return await self.inner.resolve(host, port, family)
         finally:
-            timings["dns"] = timings.get("dns", 0.0) + _now() - started
+            timings["dns"] = timings.get("dns", 0.0) + now() - started
 
     async def close(self) -> None:
         await self.inner.close()
@@ -94,29 +93,29 @@ class _TimedResolver(AbstractResolver):
 async def _on_request_start(session: Any, ctx: SimpleNamespace, params: Any) -> None:
     timings = ctx.trace_request_ctx
     if timings is not None and "_start" not in timings:
-        timings["_start"] = _now()
+        timings["_start"] = now()
 
 
 async def _on_dns_start(session: Any, ctx: SimpleNamespace, params: Any) -> None:
     if ctx.trace_request_ctx is not None:
-        ctx.trace_request_ctx["_dns"] = _now()
+        ctx.trace_request_ctx["_dns"] = now()
 
 
 async def _on_dns_end(session: Any, ctx: SimpleNamespace, params: Any) -> None:
     timings = ctx.trace_request_ctx
     if timings is not None and "_dns" in timings:
-        timings["dns"] = timings.get("dns", 0.0) + _now() - timings.pop("_dns")
+        timings["dns"] = timings.get("dns", 0.0) + now() - timings.pop("_dns")
 
 
 async def _on_connect_start(session: Any, ctx: SimpleNamespace, params: Any) -> None:
     if ctx.trace_request_ctx is not None:
-        ctx.trace_request_ctx["_connect"] = _now()
+        ctx.trace_request_ctx["_connect"] = now()
 
 
 async def _on_connect_end(session: Any, ctx: SimpleNamespace, params: Any) -> None:
     timings = ctx.trace_request_ctx
     if timings is not None and "_connect" in timings:
-        timings["connect"] = timings.get("connect", 0.0) + _now() - timings.pop("_connect")
+        timings["connect"] = timings.get("connect", 0.0) + now() - timings.pop("_connect")
         timings["reused"] = 0.0
 
 
@@ -129,7 +128,7 @@ async def _on_reuse(session: Any, ctx: SimpleNamespace, params: Any) -> None:
 async def _on_request_end(session: Any, ctx: SimpleNamespace, params: Any) -> None:
     timings = ctx.trace_request_ctx
     if timings is not None and "_start" in timings:
-        timings["ttfb"] = _now() - timings["_start"]
+        timings["ttfb"] = now() - timings["_start"]
 
 
 def timing_trace_config() -> aiohttp.TraceConfig:
@@ -188,15 +187,12 @@ class TimingSummary:
         """
         start = timings.pop("_start", None)
         if start is not None:
-            timings["total"] = _now() - start
+            timings["total"] = now() - start
             timings.setdefault("reused", 1.0)
         if "_dns" in timings or "_connect" in timings:  # a user's timing_trace_config() on top
             timings.pop("_dns", None)
             timings.pop("_connect", None)
-        index = self._requests
-        self._requests = index + 1
-        if index < self._size or index == self._next:
-            self._keep(timings, index)
+        self.add(timings)
         return timings
 
     def _keep(self, timings: dict[str, float], index: int) -> None:
