@@ -52,6 +52,20 @@ def _has_dot_segment(path: str) -> bool:
     return "/./" in path or "/../" in path or path.endswith(("/.", "/.."))
 
 
+def _origin(scheme: str, host: str, port: str | None) -> str:
+    return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
+
+
+def _joined(origin: str, path: str, query: str | None, fragment: str | None) -> str:
+    """The URL text of these parts (a missing query or fragment leaves out its ``?``/``#``)."""
+    url = origin + path
+    if query is not None:
+        url = f"{url}?{query}"
+    if fragment is not None:
+        url = f"{url}#{fragment}"
+    return url
+
+
 class LinkBase:
     """What links on one page resolve against: its URL (or ``<base href>``), split once.
 
@@ -77,14 +91,14 @@ class LinkBase:
         self.host = ""
         self._known: dict[str, tuple[str, str, str]] | None = None
         text = str(url)
-        found = _ABSOLUTE.fullmatch(text)
+        found = _MATCH_ABSOLUTE(text)
         # A base that yarl shows unchanged is plain: its parts are what the join uses.
         self.plain = found is not None and "xn--" not in found.group(2)
         if found is None:
             return
         scheme, host, port, path, _, fragment = found.groups()
         self.host = host
-        self._origin = f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
+        self._origin = _origin(scheme, host, port)
         self._path = path
         self._directory = path[: path.rfind("/") + 1]
         # The page without its fragment: "#top" on it is the page itself.
@@ -130,12 +144,7 @@ class LinkBase:
             path = directory + path
         if "/." in path and _has_dot_segment(path):
             path = _remove_dot_segments(path)
-        url = self._origin + path
-        if query is not None:
-            url = f"{url}?{query}"
-        if fragment is not None:
-            url = f"{url}#{fragment}"
-        return url, self.host, path
+        return _joined(self._origin, path, query, fragment), self.host, path
 
     def remember(self, resolved: tuple[str, str, str]) -> None:
         """Keep a :meth:`resolve` result (without a fragment) for this page: a LinkExtractor's
@@ -163,10 +172,5 @@ def plain_absolute(href: str) -> tuple[str, str, str] | None:
     if "/." in path and _has_dot_segment(path):
         scheme, _, _, _, query, fragment = found.groups()
         path = _remove_dot_segments(path)
-        origin = f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
-        href = origin + path
-        if query is not None:
-            href = f"{href}?{query}"
-        if fragment is not None:
-            href = f"{href}#{fragment}"
+        href = _joined(_origin(scheme, host, port), path, query, fragment)
     return href, host, path
