@@ -199,14 +199,9 @@ class Request:
         return url
 
     @classmethod
-    def _link(cls, url: URL | None, callback: Callable[..., Any] | None = None) -> Request:
-        """A GET for an already-joined absolute http(s) ``url`` (the link-following hot path).
-
-        Same result as ``Request(url, callback=callback)`` without re-validating what
-        the caller has checked (scheme, host); ``tests/test_request.py`` keeps them equal.
-        """
+    def _get(cls, callback: Callable[..., Any] | None) -> Request:
+        """A GET with every field at its default but the URL, which the caller sets."""
         request = cls.__new__(cls)
-        request._url = url
         request._host = None
         request.callback = callback
         request.method = "GET"
@@ -225,8 +220,17 @@ class Request:
         request.render = False
         request._url_auth = None
         request.referer = None
-        if url is None:
-            return request  # _plain() sets the URL
+        return request
+
+    @classmethod
+    def _link(cls, url: URL, callback: Callable[..., Any] | None = None) -> Request:
+        """A GET for an already-joined absolute http(s) ``url`` (the link-following hot path).
+
+        Same result as ``Request(url, callback=callback)`` without re-validating what
+        the caller has checked (scheme, host); ``tests/test_request.py`` keeps them equal.
+        """
+        request = cls._get(callback)
+        request._url = url
         request.url = str(url)
         if url.raw_user is not None or url.raw_password is not None:
             request._url = request._take_credentials(url)  # rare: not worth a slower hot path
@@ -237,8 +241,9 @@ class Request:
     def _plain(cls, url: str, host: str, callback: Callable[..., Any] | None) -> Request:
         """A GET for a plain link resolved as a string (crawler/linkjoin.py): ``url`` is
         what ``str(URL(url))`` prints, with no userinfo; its URL is parsed when first asked."""
-        request = cls._link(None, callback)
+        request = cls._get(callback)
         request.url = url
+        request._url = None
         request._host = host
         return request
 
