@@ -16,7 +16,7 @@ from selectolax.lexbor import LexborNode
 from yarl import URL
 
 from .errors import InvalidRequest
-from .linkextractor import IGNORED_EXTENSIONS
+from .linkextractor import IGNORED_EXTENSIONS, is_binary_path
 from .linkjoin import LinkBase
 from .porting import check_request_kwargs
 from .request import Request
@@ -151,8 +151,7 @@ def link_requests(response: Response, links: list[Any], kwargs: dict[str, Any]) 
             plain = links_base.resolve(href)
             if plain is not None:
                 url_text, host, path = plain
-                # The suffix after the last dot (~0.1 µs; a slash in it means no extension).
-                if binary and path.rpartition(".")[2].lower() in binary:
+                if binary and is_binary_path(path, binary):
                     response.note_binary_link(url_text.partition("#")[0])
                     continue
                 request = Request._plain(url_text, host, callback)
@@ -162,8 +161,7 @@ def link_requests(response: Response, links: list[Any], kwargs: dict[str, Any]) 
             url = join_link(base, href)
             if url.scheme not in _SCHEMES or not url.raw_host:
                 continue
-            # The suffix after the last dot (~0.1 µs; a slash in it means no extension).
-            if binary and url.raw_path.rpartition(".")[2].lower() in binary:
+            if binary and is_binary_path(url.raw_path, binary):
                 response.note_binary_link(str(url.with_fragment(None)))
                 continue
             if fast:

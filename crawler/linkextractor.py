@@ -224,9 +224,8 @@ class LinkExtractor:
                 link = self._link(node, node_attrs, text, host, fragment, seen)
                 if link is None:
                     continue
-                # Last, so only a link this extractor would have kept counts as skipped
-                # (is_binary_path, inline: ~30 links a page).
-                if extensions and path.rpartition(".")[2].lower() in extensions:
+                # Last, so only a link this extractor would have kept counts as skipped.
+                if extensions and is_binary_path(path, extensions):
                     response.note_binary_link(link.url)
                     continue
                 links.append(link)
@@ -261,7 +260,7 @@ class LinkExtractor:
             if text_url in seen:
                 return None
             seen.add(text_url)
-        if (self._allow is not None or self._deny is not None) and not self._url_allowed(text_url):
+        if not self._url_allowed(text_url):
             return None
         rel = node_attrs.get("rel")
         nofollow = rel is not None and "nofollow" in rel.lower().split()
