@@ -11,7 +11,7 @@ last byte. A new connection's ``connect`` and ``dns`` come
 from the connector itself (:func:`instrument_connector` wraps its connection factory and
 its resolver), which writes into the dict of the request being fetched, found through a ContextVar.
 aiohttp's TraceConfig would give the same phases, but every request would then build a
-Trace and send ~6 signals through coroutines: ~14 µs of CPU a request against under 3 µs
+Trace and send ~6 signals through coroutines: ~14 µs of CPU a request against about 3 µs
 for all of this, the summary included (``bench/tracing_cost.py``).
 :func:`timing_trace_config` remains for whoever wants it.
 """
